@@ -1,0 +1,176 @@
+#pragma once
+// The daemon's configuration (DESIGN §6): TOML, every key with a default, unknown keys and bad
+// values refused with the key and line named. Secrets are never in the TOML; the *_file keys
+// name files (mode 0600) or systemd credentials ($CREDENTIALS_DIRECTORY).
+//
+// Relative paths. database.path, ghl.ca_file, webhooks.public_key_file and
+// webhooks.rsa_public_key_file are resolved against the config file's directory while parsing,
+// so the struct holds them ready to open. The secret keys (ghl.token_file,
+// ghl.client_secret_file, api.token_file) are kept as written and resolved by load_secrets():
+// a relative one names a systemd credential in $CREDENTIALS_DIRECTORY when that is set (so
+// `token_file = "ghl-token"` works with `LoadCredential=ghl-token:...`), and is otherwise
+// resolved against the config file's directory. They are resolved late on purpose: parsing
+// stays a pure function of the text, and `check-config` run outside systemd reports the same
+// values the service would see.
+//
+// Empty strings. An optional key set to "" (location_id, client_id, the *_file keys) is the
+// same as leaving it out, so the example config can list every key with its default.
+
+#include "core/log.hpp"
+#include "core/secret.hpp"
+
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace speak4 {
+
+enum class auth_mode { private_token, oauth };
+enum class conflict_policy { remote_wins, local_wins, newest_wins };
+enum class list_mode { search, legacy };
+enum class fetch_children { all, on_demand };
+
+std::string_view to_string(auth_mode);
+std::string_view to_string(conflict_policy);
+std::string_view to_string(list_mode);
+std::string_view to_string(fetch_children);
+
+struct database_config {
+    std::filesystem::path path = "/var/lib/speak4-sync/speak4-sync.db";
+
+    bool operator==(const database_config&) const = default;
+};
+
+struct ghl_config {
+    // https://, or http:// for a loopback host only; stored without a trailing '/'.
+    std::string base_url = "https://services.leadconnectorhq.com";
+    std::string api_version = "2021-07-28";
+    std::string location_id; // required by `run`, not by local commands
+    auth_mode auth = auth_mode::private_token;
+    std::filesystem::path token_file;         // private token; credential "ghl-token"
+    std::string client_id;                    // oauth
+    std::filesystem::path client_secret_file; // oauth; credential "ghl-client-secret"
+    std::filesystem::path ca_file;            // extra CA bundle; empty = system CAs
+    int timeout_ms = 30000;
+    int max_concurrency = 4;
+
+    bool operator==(const ghl_config&) const = default;
+};
+
+struct rate_limit_config {
+    int burst = 100;
+    int window_seconds = 10;
+    long long daily = 200000;
+
+    bool operator==(const rate_limit_config&) const = default;
+};
+
+struct retry_config {
+    int base_ms = 500;
+    int max_ms = 300000;
+    int max_attempts = 12;
+
+    bool operator==(const retry_config&) const = default;
+};
+
+struct sync_config {
+    int poll_interval_seconds = 60;
+    int full_sweep_hours = 24;
+    conflict_policy conflict = conflict_policy::newest_wins;
+    int coalesce_ms = 250;
+    speak4::list_mode list_mode = list_mode::search;
+    speak4::fetch_children fetch_children = fetch_children::all;
+    int audit_retention_days = 30;
+
+    bool operator==(const sync_config&) const = default;
+};
+
+struct api_config {
+    std::string listen = "127.0.0.1:8737"; // host:port; [v6]:port
+    std::filesystem::path token_file;      // bearer token for /v1/*; credential "api-token"
+
+    bool operator==(const api_config&) const = default;
+};
+
+struct webhooks_config {
+    bool enabled = false;
+    std::filesystem::path public_key_file;     // Ed25519 PEM (x-ghl-signature)
+    std::filesystem::path rsa_public_key_file; // RSA PEM (legacy x-wh-signature)
+    int max_age_seconds = 300;
+
+    bool operator==(const webhooks_config&) const = default;
+};
+
+struct logging_config {
+    log::level level = log::level::info;
+    log::format format = log::format::json;
+
+    bool operator==(const logging_config&) const = default;
+};
+
+struct rules_config {
+    int appointment_reminder_minutes = 60;
+    bool business_contacts = false;
+    std::map<std::string, std::string> tag_routes; // GHL tag -> Speak4 workflow
+    std::map<std::string, std::string> field_map;  // Speak4 field -> GHL field or customFields.<id>
+
+    bool operator==(const rules_config&) const = default;
+};
+
+struct config {
+    std::filesystem::path source;   // the file it came from (empty for defaults)
+    std::filesystem::path base_dir; // relative paths resolve against this (the file's directory)
+    database_config database;
+    ghl_config ghl;
+    rate_limit_config rate_limit;
+    retry_config retry;
+    sync_config sync;
+    api_config api;
+    webhooks_config webhooks;
+    logging_config logging;
+    rules_config rules;
+
+    bool operator==(const config&) const = default;
+};
+
+/// Parses TOML text. `origin` names the source in messages. Relative paths in the file are
+/// resolved against `base_dir` (see the top of this file). Throws config_error naming the key
+/// and line of the first problem (by line):
+///   "speak4-sync.toml:12: sync.conflict: must be one of remote_wins, local_wins, newest_wins"
+/// Every problem in the text is found: what() lists all of them, one a line, in that format.
+config parse_config(std::string_view toml_text, std::string_view origin,
+                    const std::filesystem::path& base_dir);
+
+/// Reads and parses a config file (config_error with key "" if it cannot be read). `origin` is the
+/// file name, `base_dir` its directory (made absolute), and `source` the absolute path.
+config load_config(const std::filesystem::path& path);
+
+/// The secrets a config refers to, resolved. Each *_file key: an absolute path is used as is; a
+/// relative one is looked up in $CREDENTIALS_DIRECTORY when set, else resolved against the
+/// config file's directory (config::base_dir); an unset key falls back to the
+/// systemd credential of its default name ("ghl-token", "ghl-client-secret", "api-token") when
+/// $CREDENTIALS_DIRECTORY holds it. Files readable by group or others are refused.
+struct secrets {
+    secret ghl_token;     // private token (auth = private_token)
+    secret client_secret; // oauth
+    secret api_token;     // local API bearer token (empty = API refuses /v1/*)
+};
+
+/// Where the secret of one *_file key is read from: `configured` resolved as described at the
+/// top of this file, or, when it is empty, $CREDENTIALS_DIRECTORY/`credential` if that file
+/// exists. Empty when there is none.
+std::filesystem::path resolve_secret_path(const config& cfg,
+                                          const std::filesystem::path& configured,
+                                          std::string_view credential);
+
+/// Loads the secrets. `require_ghl` demands the GHL credential for the configured auth mode.
+/// Throws config_error naming the key ("ghl.token_file: secret file ... is readable by group
+/// or others (mode 0644); chmod 600 it"). A configured file that cannot be read is an error even
+/// when `require_ghl` is false. Only the GHL secret of the configured auth mode is read. With
+/// `require_ghl` and auth = oauth, ghl.client_id must be set too. Messages name paths, never
+/// secret values.
+secrets load_secrets(const config& cfg, bool require_ghl);
+
+} // namespace speak4
