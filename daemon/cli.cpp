@@ -1,0 +1,601 @@
+// The command line (DESIGN §5): parse arguments, load the config, hand off to lib/, map the
+// outcome to a sysexits code. Exceptions from the control plane are caught once, here.
+
+#include "cli.hpp"
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/json.hpp"
+#include "core/log.hpp"
+#include "store/database.hpp"
+#include "store/inspect.hpp"
+#include "store/migrations.hpp"
+#include "sync/event.hpp"
+#include "sync/intake.hpp"
+
+#include <SQLiteCpp/Exception.h>
+#include <boost/json/serialize.hpp>
+
+#include <charconv>
+#include <filesystem>
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace speak4::cli {
+namespace {
+
+namespace bj = boost::json;
+
+constexpr const char* default_config_path = "/etc/speak4-sync/speak4-sync.toml";
+
+/// The parsed command line: global options, the command, and the rest.
+struct invocation {
+    std::optional<std::string> config_path;
+    std::string command;
+    std::vector<std::string> args;
+    /// The database a command opened, so a SQLite failure can name it.
+    mutable std::filesystem::path db_path;
+};
+
+const char* const usage_text = R"(usage: speak4-sync [--config PATH] COMMAND [options]
+
+Keeps Speak4 contacts, tasks and notes in two-way sync with HighLevel (GHL).
+
+commands:
+  migrate              apply database migrations, print the schema version
+  check-config         validate the config and credentials, print what is wrong
+  emit FILE|-          validate and durably enqueue one event or JSON lines
+  status [--json]      queue depth, dead letters, cursors, last pull, auth
+  queue list|retry ID|retry --dead|drop ID
+                       inspect and repair the outbox
+  audit [--since T] [--limit N] [--json]
+                       recent GHL API calls
+
+global options:
+  --config PATH        config file (default /etc/speak4-sync/speak4-sync.toml);
+                       also accepted after the command
+  -h, --help           this text; COMMAND --help for a command's own
+  --version            print the version
+
+exit codes: 0 ok, 64 usage, 65 bad data, 69 unavailable, 74 I/O, 78 config
+)";
+
+const std::map<std::string, std::string>& command_help() {
+    static const std::map<std::string, std::string> h = {
+        {"migrate", R"(usage: speak4-sync migrate [--config PATH]
+
+Creates the database if needed and applies every migration it lacks, each with its version
+bump in one transaction. Prints the schema version. Refuses a database written by a newer
+speak4-sync (exit 74).
+)"},
+        {"check-config", R"(usage: speak4-sync check-config [--config PATH]
+
+Parses the config (unknown keys and bad values are errors naming the key and line) and reads
+the credentials it names (secret files must not be readable by group or others). Prints
+"ok" or what is wrong (exit 78).
+)"},
+        {"emit", R"(usage: speak4-sync emit [--config PATH] FILE|-
+
+Validates and durably enqueues Speak4 events from FILE (or standard input with -): either one
+JSON event, or JSON lines (one event per line). Works while the daemon is stopped. Each event
+is accepted or rejected whole; a repeated event_id is accepted once.
+
+exit: 0 every event accepted (repeats included), 65 an event was rejected (nothing of it was
+written; the others were), 74 database error.
+)"},
+        {"status", R"(usage: speak4-sync status [--config PATH] [--json]
+
+Queue depth by state, dead letters, cursors, last pull, rate-limit budget and auth state.
+)"},
+        {"queue", R"(usage: speak4-sync queue list [--state S] [--limit N] [--json]
+       speak4-sync queue retry ID | retry --dead
+       speak4-sync queue drop ID
+
+list   outbox rows, newest first (S: pending, inflight, done, dead; N defaults to 50)
+retry  make a dead (or waiting) row due now, attempts reset; --dead revives every dead row
+drop   delete a row that is not in flight (its change is then never pushed)
+)"},
+        {"audit", R"(usage: speak4-sync audit [--since T] [--limit N] [--json]
+
+Recent API calls to GHL, newest first: time, method, path, status, latency, attempt, outbox
+row, rate-limit remaining, traceId, error. T is ISO-8601 ("2026-11-27T10:00:00Z") or an age
+("90s", "15m", "2h", "7d"); N defaults to 50.
+)"},
+    };
+    return h;
+}
+
+// --- small helpers -----------------------------------------------------------------------
+
+[[noreturn]] void usage(const std::string& msg) { throw usage_error(msg); }
+
+long long parse_count(const std::string& flag, const std::string& v, long long min, long long max) {
+    long long n = 0;
+    const auto* end = v.data() + v.size();
+    auto [p, ec] = std::from_chars(v.data(), end, n);
+    if (ec != std::errc{} || p != end || n < min || n > max)
+        usage(flag + " must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    return n;
+}
+
+std::string now_iso() { return format_iso8601(system_clock::instance().now()); }
+
+/// "2h" -> now - 2h; an ISO-8601 time as is (normalized).
+std::string parse_since(const std::string& v) {
+    if (auto t = parse_iso8601(v))
+        return format_iso8601(*t);
+    if (v.size() >= 2) {
+        const char unit = v.back();
+        long long n = 0;
+        const auto* end = v.data() + v.size() - 1;
+        auto [p, ec] = std::from_chars(v.data(), end, n);
+        long long mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+        if (ec == std::errc{} && p == end && mult && n >= 0 && n < 100LL * 365 * 86400 / mult)
+            return format_iso8601(system_clock::instance().now() - std::chrono::seconds(n * mult));
+    }
+    usage("--since must be an ISO-8601 time or an age like 15m, 2h, 7d");
+}
+
+config load(const invocation& inv) {
+    const std::string path = inv.config_path.value_or(default_config_path);
+    config cfg = load_config(path);
+    log::init(cfg.logging.level, cfg.logging.format);
+    return cfg;
+}
+
+std::unique_ptr<SQLite::Database> open_db(const invocation& inv, const config& cfg) {
+    inv.db_path = cfg.database.path;
+    auto db = store::open_database({cfg.database.path, true});
+    store::migrate(*db);
+    return db;
+}
+
+// --- commands ----------------------------------------------------------------------------
+
+int cmd_migrate(const invocation& inv) {
+    if (!inv.args.empty())
+        usage("migrate takes no arguments");
+    const config cfg = load(inv);
+    inv.db_path = cfg.database.path;
+    auto db = store::open_database({cfg.database.path, true});
+    const auto r = store::migrate(*db);
+    if (r.from == r.to)
+        std::printf("schema version %d (up to date) in %s\n", r.to, cfg.database.path.c_str());
+    else
+        std::printf("schema version %d -> %d in %s\n", r.from, r.to, cfg.database.path.c_str());
+    return 0;
+}
+
+int cmd_check_config(const invocation& inv) {
+    if (!inv.args.empty())
+        usage("check-config takes no arguments");
+    const config cfg = load(inv);
+    const secrets sec = load_secrets(cfg, true);
+    std::vector<std::string> problems;
+    if (cfg.ghl.location_id.empty())
+        problems.push_back("ghl.location_id: is required to sync (set it to the GHL sub-account id)");
+    if (cfg.webhooks.enabled && cfg.webhooks.public_key_file.empty() && cfg.webhooks.rsa_public_key_file.empty())
+        problems.push_back("webhooks.public_key_file: webhooks are enabled but no public key is configured");
+    if (sec.api_token.empty())
+        std::printf("note: no api.token_file: the local API will refuse /v1/* requests\n");
+    for (const auto& p : problems)
+        std::fprintf(stderr, "%s: %s\n", cfg.source.c_str(), p.c_str());
+    if (!problems.empty())
+        return static_cast<int>(exit_code::config);
+    std::printf("ok: %s (auth %s, location %s, database %s)\n", cfg.source.c_str(),
+                std::string(to_string(cfg.ghl.auth)).c_str(), cfg.ghl.location_id.c_str(),
+                cfg.database.path.c_str());
+    return 0;
+}
+
+/// Reads FILE or stdin whole.
+std::string read_input(const std::string& name) {
+    if (name == "-") {
+        std::ostringstream ss;
+        ss << std::cin.rdbuf();
+        return ss.str();
+    }
+    std::ifstream in(name, std::ios::binary);
+    if (!in)
+        throw std::system_error(errno, std::generic_category(), "emit: cannot read " + name);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+int cmd_emit(const invocation& inv) {
+    if (inv.args.size() != 1)
+        usage("emit takes one argument: FILE or - for standard input");
+    const config cfg = load(inv);
+    std::string text;
+    try {
+        text = read_input(inv.args[0]);
+    } catch (const std::system_error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return static_cast<int>(exit_code::no_input);
+    }
+
+    // One JSON document (possibly pretty-printed), or JSON lines.
+    struct line_event {
+        std::size_t line;
+        std::string body;
+    };
+    std::vector<line_event> inputs;
+    if (auto whole = json::parse(text); whole && whole->is_object()) {
+        inputs.push_back({0, text});
+    } else {
+        std::size_t line_no = 0, pos = 0;
+        while (pos <= text.size()) {
+            const std::size_t nl = text.find('\n', pos);
+            std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+            ++line_no;
+            if (line.find_first_not_of(" \t\r") != std::string::npos)
+                inputs.push_back({line_no, std::move(line)});
+            if (nl == std::string::npos)
+                break;
+            pos = nl + 1;
+        }
+    }
+    if (inputs.empty()) {
+        std::fprintf(stderr, "emit: %s holds no event\n", inputs.empty() && inv.args[0] == "-" ? "standard input" : inv.args[0].c_str());
+        return static_cast<int>(exit_code::data_err);
+    }
+
+    auto where = [](const line_event& le) {
+        return le.line ? "line " + std::to_string(le.line) + ": " : std::string();
+    };
+    auto db = open_db(inv, cfg);
+    sync::intake in(*db, system_clock::instance());
+    std::size_t accepted = 0, duplicates = 0, rejected = 0;
+    long long seq = 0;
+    bool io_failed = false;
+    // Valid events are committed in batches: one transaction (one fsync) per batch.
+    constexpr std::size_t batch_size = 500;
+    std::vector<sync::raw_event> batch;
+    std::vector<const line_event*> batch_src;
+    auto flush = [&] {
+        if (batch.empty())
+            return;
+        auto results = in.accept_batch(batch);
+        for (std::size_t i = 0; i < results.size(); ++i) {
+            if (results[i]) {
+                ++accepted;
+                duplicates += results[i]->duplicate ? 1 : 0;
+                seq = std::max(seq, results[i]->seq);
+            } else if (results[i].error().what == sync::intake_error::kind::io) {
+                io_failed = true;
+                std::fprintf(stderr, "emit: %s%s\n", where(*batch_src[i]).c_str(), results[i].error().message.c_str());
+            } else {
+                ++rejected;
+                std::fprintf(stderr, "emit: %srejected: %s\n", where(*batch_src[i]).c_str(),
+                             results[i].error().message.c_str());
+                log::warn("event rejected", {{"field", results[i].error().field}, {"error", results[i].error().message}});
+            }
+        }
+        batch.clear();
+        batch_src.clear();
+    };
+    for (const auto& le : inputs) {
+        auto ev = sync::parse_event(le.body, cfg.rules.field_map);
+        if (!ev) {
+            ++rejected;
+            std::fprintf(stderr, "emit: %srejected: %s\n", where(le).c_str(), ev.error().message.c_str());
+            log::warn("event rejected", {{"field", ev.error().field}, {"error", ev.error().message}});
+            continue;
+        }
+        batch.push_back({std::move(*ev), le.body});
+        batch_src.push_back(&le);
+        if (batch.size() >= batch_size)
+            flush();
+    }
+    flush();
+    if (io_failed)
+        return static_cast<int>(exit_code::io_err);
+    std::printf("accepted %zu event%s", accepted, accepted == 1 ? "" : "s");
+    if (duplicates)
+        std::printf(" (%zu already accepted before)", duplicates);
+    if (rejected)
+        std::printf(", rejected %zu", rejected);
+    std::printf("; change feed at seq %lld\n", seq);
+    return rejected ? static_cast<int>(exit_code::data_err) : 0;
+}
+
+int cmd_status(const invocation& inv) {
+    bool as_json = false;
+    for (const auto& a : inv.args) {
+        if (a == "--json")
+            as_json = true;
+        else
+            usage("status: unknown option " + a);
+    }
+    const config cfg = load(inv);
+    auto db = open_db(inv, cfg);
+    const auto s = store::read_status(*db);
+
+    // Auth state: a private token has no expiry; OAuth reads the stored token set.
+    std::string auth_state = "ok";
+    std::optional<std::string> expires_at;
+    std::optional<std::string> auth_reason;
+    if (cfg.ghl.auth == auth_mode::oauth) {
+        auth_state = "needs_reauth";
+        auth_reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
+        for (const auto& o : s.oauth)
+            if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
+                auth_state = o.state;
+                auth_reason = o.reason;
+                expires_at = o.expires_at;
+            }
+    }
+    auto cursor_int = [&](const char* name) -> std::optional<long long> {
+        auto it = s.cursors.find(name);
+        if (it == s.cursors.end())
+            return std::nullopt;
+        long long v = 0;
+        auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+        if (ec != std::errc{})
+            return std::nullopt;
+        return v;
+    };
+    const auto rl_remaining = cursor_int("rate_limit.remaining");
+    const auto rl_daily = cursor_int("rate_limit.daily_remaining");
+
+    if (as_json) {
+        bj::object cursors;
+        for (const auto& [k, v] : s.cursors)
+            cursors[k] = v;
+        bj::object out{
+            {"queue", {{"pending", s.queue.pending}, {"inflight", s.queue.inflight}, {"done", s.queue.done}, {"dead", s.queue.dead}}},
+            {"cursors", std::move(cursors)},
+            {"last_pull_at", s.last_pull_at ? bj::value(*s.last_pull_at) : bj::value(nullptr)},
+            {"rate_limit",
+             {{"remaining", rl_remaining ? bj::value(*rl_remaining) : bj::value(nullptr)},
+              {"daily_remaining", rl_daily ? bj::value(*rl_daily) : bj::value(nullptr)}}},
+            {"auth",
+             {{"mode", to_string(cfg.ghl.auth)},
+              {"state", auth_state},
+              {"expires_at", expires_at ? bj::value(*expires_at) : bj::value(nullptr)}}},
+            {"changes_seq", s.changes_seq},
+            {"mirror", {{"contacts", s.contacts}, {"tasks", s.tasks}, {"notes", s.notes}}},
+            {"schema_version", s.schema_version},
+            {"database", cfg.database.path.string()},
+        };
+        if (auth_reason)
+            out["auth"].as_object()["reason"] = *auth_reason;
+        std::printf("%s\n", bj::serialize(out).c_str());
+        return 0;
+    }
+    std::printf("database   %s (schema v%d)\n", cfg.database.path.c_str(), s.schema_version);
+    std::printf("queue      pending %lld  inflight %lld  done %lld  dead %lld\n", s.queue.pending,
+                s.queue.inflight, s.queue.done, s.queue.dead);
+    if (s.queue.dead)
+        std::printf("           %lld dead letter%s: `speak4-sync queue list --state dead`\n", s.queue.dead,
+                    s.queue.dead == 1 ? "" : "s");
+    std::printf("mirror     contacts %lld  tasks %lld  notes %lld\n", s.contacts, s.tasks, s.notes);
+    std::printf("changes    seq %lld\n", s.changes_seq);
+    std::printf("last pull  %s\n", s.last_pull_at ? s.last_pull_at->c_str() : "never");
+    if (s.cursors.empty())
+        std::printf("cursors    (none)\n");
+    for (const auto& [k, v] : s.cursors)
+        std::printf("cursor     %s = %s\n", k.c_str(), v.c_str());
+    std::printf("rate limit %s remaining in window, %s today\n",
+                rl_remaining ? std::to_string(*rl_remaining).c_str() : "unknown",
+                rl_daily ? std::to_string(*rl_daily).c_str() : "unknown");
+    std::printf("auth       %s: %s%s%s\n", std::string(to_string(cfg.ghl.auth)).c_str(), auth_state.c_str(),
+                expires_at ? (", expires " + *expires_at).c_str() : "",
+                auth_reason ? (" (" + *auth_reason + ")").c_str() : "");
+    return 0;
+}
+
+void print_outbox_json(const std::vector<store::outbox_row>& rows) {
+    for (const auto& r : rows) {
+        bj::object o{{"id", r.id},
+                     {"op", r.op},
+                     {"entity", r.entity},
+                     {"entity_id", r.entity_id},
+                     {"state", r.state},
+                     {"attempts", r.attempts},
+                     {"next_attempt_at", r.next_attempt_at},
+                     {"last_error", r.last_error ? bj::value(*r.last_error) : bj::value(nullptr)},
+                     {"created_at", r.created_at}};
+        if (auto p = json::parse(r.payload))
+            o["payload"] = std::move(*p);
+        std::printf("%s\n", bj::serialize(o).c_str());
+    }
+}
+
+int cmd_queue(const invocation& inv) {
+    if (inv.args.empty())
+        usage("queue needs a subcommand: list, retry ID, retry --dead, drop ID");
+    const std::string& sub = inv.args[0];
+    const config cfg = load(inv);
+    auto db = open_db(inv, cfg);
+    if (sub == "list") {
+        std::optional<std::string> state;
+        int limit = 50;
+        bool as_json = false;
+        for (std::size_t i = 1; i < inv.args.size(); ++i) {
+            const auto& a = inv.args[i];
+            if (a == "--json")
+                as_json = true;
+            else if (a == "--state" && i + 1 < inv.args.size()) {
+                state = inv.args[++i];
+                if (*state != "pending" && *state != "inflight" && *state != "done" && *state != "dead")
+                    usage("--state must be pending, inflight, done or dead");
+            } else if (a == "--limit" && i + 1 < inv.args.size())
+                limit = static_cast<int>(parse_count("--limit", inv.args[++i], 1, 100000));
+            else
+                usage("queue list: unknown option " + a);
+        }
+        const auto rows = store::list_outbox(*db, state, limit);
+        if (as_json) {
+            print_outbox_json(rows);
+            return 0;
+        }
+        if (rows.empty()) {
+            std::printf("outbox is empty%s\n", state ? (" (state " + *state + ")").c_str() : "");
+            return 0;
+        }
+        std::printf("%-8s %-10s %-8s %-9s %-9s %-8s %-24s %s\n", "ID", "OP", "ENTITY", "ENTITY_ID", "STATE",
+                    "ATTEMPTS", "NEXT_ATTEMPT_AT", "LAST_ERROR");
+        for (const auto& r : rows)
+            std::printf("%-8lld %-10s %-8s %-9lld %-9s %-8d %-24s %s\n", r.id, r.op.c_str(), r.entity.c_str(),
+                        r.entity_id, r.state.c_str(), r.attempts, r.next_attempt_at.c_str(),
+                        r.last_error ? r.last_error->c_str() : "");
+        return 0;
+    }
+    if (sub == "retry") {
+        if (inv.args.size() != 2)
+            usage("queue retry takes one ID or --dead");
+        if (inv.args[1] == "--dead") {
+            const long long n = store::retry_dead(*db, now_iso());
+            std::printf("revived %lld dead row%s\n", n, n == 1 ? "" : "s");
+            return 0;
+        }
+        const long long id = parse_count("ID", inv.args[1], 1, INT64_MAX);
+        if (!store::retry_outbox(*db, id, now_iso())) {
+            std::fprintf(stderr, "queue retry: no dead or pending outbox row %lld\n", id);
+            return static_cast<int>(exit_code::data_err);
+        }
+        std::printf("outbox row %lld is due now\n", id);
+        return 0;
+    }
+    if (sub == "drop") {
+        if (inv.args.size() != 2)
+            usage("queue drop takes one ID");
+        const long long id = parse_count("ID", inv.args[1], 1, INT64_MAX);
+        if (!store::drop_outbox(*db, id)) {
+            std::fprintf(stderr, "queue drop: no outbox row %lld that is not in flight\n", id);
+            return static_cast<int>(exit_code::data_err);
+        }
+        std::printf("dropped outbox row %lld\n", id);
+        return 0;
+    }
+    usage("queue: unknown subcommand " + sub + " (list, retry, drop)");
+}
+
+int cmd_audit(const invocation& inv) {
+    std::optional<std::string> since;
+    int limit = 50;
+    bool as_json = false;
+    for (std::size_t i = 0; i < inv.args.size(); ++i) {
+        const auto& a = inv.args[i];
+        if (a == "--json")
+            as_json = true;
+        else if (a == "--since" && i + 1 < inv.args.size())
+            since = parse_since(inv.args[++i]);
+        else if (a == "--limit" && i + 1 < inv.args.size())
+            limit = static_cast<int>(parse_count("--limit", inv.args[++i], 1, 1000000));
+        else
+            usage("audit: unknown option " + a);
+    }
+    const config cfg = load(inv);
+    auto db = open_db(inv, cfg);
+    const auto rows = store::list_audit(*db, since, limit);
+    auto opt_num = [](const auto& o) { return o ? bj::value(*o) : bj::value(nullptr); };
+    if (as_json) {
+        for (const auto& r : rows) {
+            bj::object o{{"id", r.id},
+                         {"ts", r.ts},
+                         {"method", r.method},
+                         {"path", r.path},
+                         {"status", opt_num(r.status)},
+                         {"latency_ms", opt_num(r.latency_ms)},
+                         {"attempt", opt_num(r.attempt)},
+                         {"outbox_id", opt_num(r.outbox_id)},
+                         {"error", opt_num(r.error)},
+                         {"rate_limit_remaining", opt_num(r.rate_limit_remaining)},
+                         {"trace_id", opt_num(r.trace_id)}};
+            std::printf("%s\n", bj::serialize(o).c_str());
+        }
+        return 0;
+    }
+    if (rows.empty()) {
+        std::printf("no API calls recorded%s\n", since ? (" since " + *since).c_str() : "");
+        return 0;
+    }
+    auto num = [](const auto& o) { return o ? std::to_string(*o) : std::string("-"); };
+    std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", "TS", "METHOD", "PATH", "STATUS", "MS", "ATTEMPT",
+                "OUTBOX", "ERROR");
+    for (const auto& r : rows)
+        std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", r.ts.c_str(), r.method.c_str(), r.path.c_str(),
+                    num(r.status).c_str(), num(r.latency_ms).c_str(), num(r.attempt).c_str(),
+                    num(r.outbox_id).c_str(), r.error ? r.error->c_str() : "");
+    return 0;
+}
+
+using command_fn = int (*)(const invocation&);
+
+const std::map<std::string, command_fn>& commands() {
+    static const std::map<std::string, command_fn> c = {
+        {"migrate", cmd_migrate}, {"check-config", cmd_check_config},
+        {"emit", cmd_emit},       {"status", cmd_status},
+        {"queue", cmd_queue},     {"audit", cmd_audit},
+    };
+    return c;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    invocation inv;
+    bool help = false;
+    try {
+        for (int i = 1; i < argc; ++i) {
+            const std::string a = argv[i];
+            if (a == "--config") {
+                if (i + 1 >= argc)
+                    usage("--config needs a path");
+                inv.config_path = argv[++i];
+            } else if (a.rfind("--config=", 0) == 0) {
+                inv.config_path = a.substr(9);
+            } else if (a == "-h" || a == "--help") {
+                help = true;
+            } else if (a == "--version" && inv.command.empty()) {
+                std::printf("speak4-sync %s\n", SPEAK4_VERSION);
+                return 0;
+            } else if (inv.command.empty()) {
+                inv.command = a;
+            } else {
+                inv.args.push_back(a);
+            }
+        }
+        if (inv.command.empty()) {
+            std::fputs(usage_text, help ? stdout : stderr);
+            return help ? 0 : static_cast<int>(exit_code::usage);
+        }
+        const auto& cmds = commands();
+        const auto it = cmds.find(inv.command);
+        if (it == cmds.end())
+            usage("unknown command '" + inv.command + "'");
+        if (help) {
+            std::fputs(command_help().at(inv.command).c_str(), stdout);
+            return 0;
+        }
+        return it->second(inv);
+    } catch (const usage_error& e) {
+        std::fprintf(stderr, "speak4-sync: %s\n", e.what());
+        std::fprintf(stderr, "run 'speak4-sync --help' for usage\n");
+        return static_cast<int>(exit_code::usage);
+    } catch (const config_error& e) {
+        std::fprintf(stderr, "speak4-sync: config: %s\n", e.what());
+        return static_cast<int>(exit_code::config);
+    } catch (const io_error& e) {
+        std::fprintf(stderr, "speak4-sync: %s\n", e.what());
+        return static_cast<int>(exit_code::io_err);
+    } catch (const SQLite::Exception& e) {
+        std::fprintf(stderr, "speak4-sync: %s\n", store::describe_sqlite_error(inv.db_path, e).c_str());
+        return static_cast<int>(exit_code::io_err);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "speak4-sync: %s\n", e.what());
+        return static_cast<int>(exit_code::software);
+    }
+}
+
+} // namespace speak4::cli
