@@ -1,0 +1,527 @@
+#include "sync/dispatcher.hpp"
+
+#include "core/log.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace speak4::sync {
+namespace {
+
+namespace asio = boost::asio;
+namespace bj = boost::json;
+
+std::optional<std::string> str(const bj::object& o, std::string_view key) {
+    const auto* v = o.if_contains(key);
+    if (!v || !v->is_string())
+        return std::nullopt;
+    return std::string(v->get_string());
+}
+
+ghl::task_write task_fields(const bj::object& set) {
+    ghl::task_write w;
+    w.title = str(set, "title");
+    w.body = str(set, "body");
+    w.due_date = str(set, "dueDate");
+    w.assigned_to = str(set, "assignedTo");
+    if (const auto* c = set.if_contains("completed"); c && c->is_bool())
+        w.completed = c->get_bool();
+    return w;
+}
+
+ghl::note_write note_fields(const bj::object& set) {
+    ghl::note_write w;
+    w.body = str(set, "body");
+    w.title = str(set, "title");
+    return w;
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+/// The message a dead letter keeps: the error and, for 4xx, GHL's body.
+std::string describe(const ghl::error& e) {
+    std::string s = e.what();
+    if (!e.body.empty() && s.find(e.body) == std::string::npos)
+        s += " body: " + e.body;
+    return s;
+}
+
+/// Maps a client error to what the outbox does next.
+outcome from_error(const ghl::error& e, bool gone_is_done) {
+    outcome o;
+    o.error = describe(e);
+    if (e.status)
+        o.status = e.status;
+    switch (e.kind) {
+    case ghl::error_kind::never_sent:
+    case ghl::error_kind::outcome_unknown:
+    case ghl::error_kind::retryable:
+    case ghl::error_kind::bad_response:
+        // A 2xx GHL answered with a body we cannot use is retried as a server fault: it may
+        // have been applied, so a create is looked up before it is sent again.
+        o.what = outcome::kind::retry;
+        o.retry_after = e.retry_after;
+        o.may_have_been_applied = e.may_have_been_applied();
+        break;
+    case ghl::error_kind::auth:
+    case ghl::error_kind::needs_reauth:
+        // Credentials, not the change, are the problem: park without spending attempts.
+        o.what = outcome::kind::wait_auth;
+        break;
+    case ghl::error_kind::not_found:
+        o.gone = true;
+        if (gone_is_done) {
+            o.what = outcome::kind::done;
+        } else {
+            o.what = outcome::kind::dead;
+            o.error += " (the record vanished remotely)";
+        }
+        break;
+    case ghl::error_kind::permanent:
+    case ghl::error_kind::duplicate_contact:
+    case ghl::error_kind::invalid_request:
+        o.what = outcome::kind::dead;
+        break;
+    }
+    return o;
+}
+
+outcome contact_done(const ghl::contact& c) {
+    outcome o;
+    o.ghl_id = c.id;
+    o.raw = c.raw;
+    if (c.date_updated)
+        o.remote_updated_at = format_iso8601(*c.date_updated);
+    return o;
+}
+
+template <class Record>
+outcome record_done(const Record& r) {
+    outcome o;
+    o.ghl_id = r.id;
+    o.raw = r.raw;
+    return o;
+}
+
+} // namespace
+
+dispatcher_options dispatcher_options_from(const config& cfg) {
+    dispatcher_options o;
+    o.max_concurrency = cfg.ghl.max_concurrency;
+    o.coalesce = std::chrono::milliseconds(cfg.sync.coalesce_ms);
+    o.retry = {cfg.retry.base_ms, cfg.retry.max_ms, cfg.retry.max_attempts};
+    return o;
+}
+
+dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_access ghl, dispatcher_options opt,
+                       const speak4::clock& clk, std::uint64_t seed)
+    : ex_(ex)
+    , db_(db)
+    , ghl_(std::move(ghl))
+    , opt_(opt)
+    , clock_(clk)
+    , rng_(seed)
+    , wake_(ex)
+    , drained_(ex) {}
+
+double dispatcher::uniform01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+void dispatcher::wake() { wake_.cancel(); }
+
+void dispatcher::stop() {
+    stopping_ = true;
+    wake_.cancel();
+}
+
+void dispatcher::credentials_changed() {
+    asio::co_spawn(
+        ex_,
+        [this]() -> asio::awaitable<void> {
+            try {
+                const int n = co_await db_.run(
+                    [&](SQLite::Database& db) { return outbox_store(db).release_auth_waiters(clock_.now()); });
+                if (n)
+                    log::info("credentials changed: retrying parked work", {{"rows", n}});
+            } catch (const std::exception& e) {
+                log::error("releasing parked work failed", {{"error", e.what()}});
+            }
+            wake_.cancel();
+        },
+        asio::detached);
+}
+
+void dispatcher::pause(bool paused) {
+    paused_ = paused;
+    wake_.cancel();
+}
+
+dispatcher_stats dispatcher::stats() const {
+    std::lock_guard lock(stats_mutex_);
+    return stats_;
+}
+
+asio::awaitable<void> dispatcher::run() {
+    const int recovered = co_await db_.run([&](SQLite::Database& db) {
+        return outbox_store(db).recover_inflight(clock_.now());
+    });
+    if (recovered)
+        log::warn("recovered outbox rows left in flight", {{"rows", recovered}});
+
+    while (!stopping_) {
+        const int free = opt_.max_concurrency - active_;
+        std::vector<work_item> items;
+        if (free > 0 && !paused_) {
+            try {
+                items = co_await db_.run([&](SQLite::Database& db) {
+                    return outbox_store(db).claim(clock_.now(), opt_.coalesce, free);
+                });
+            } catch (const std::exception& e) {
+                log::error("outbox claim failed", {{"error", e.what()}});
+            }
+        }
+        for (auto& item : items) {
+            ++active_;
+            asio::co_spawn(ex_, process(std::move(item)), asio::detached);
+        }
+        if (!items.empty() && active_ < opt_.max_concurrency)
+            continue; // more may be due right away
+
+        // Sleep until the next row is due, new work is committed, an item finishes, or the
+        // poll interval passes (another process may have emitted events).
+        auto wait = opt_.idle_poll;
+        if (!paused_ && active_ < opt_.max_concurrency) {
+            try {
+                auto due = co_await db_.run([](SQLite::Database& db) { return outbox_store(db).next_due(); });
+                if (due) {
+                    auto until = std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_.now());
+                    wait = std::clamp(until, std::chrono::milliseconds(0), opt_.idle_poll);
+                }
+            } catch (const std::exception& e) {
+                log::error("outbox scan failed", {{"error", e.what()}});
+            }
+        }
+        if (wait.count() > 0 && !stopping_) {
+            wake_.expires_after(wait);
+            boost::system::error_code ec;
+            co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+    }
+    // Let the items in flight finish and be recorded.
+    while (active_ > 0) {
+        drained_.expires_after(std::chrono::seconds(1));
+        boost::system::error_code ec;
+        co_await drained_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+asio::awaitable<void> dispatcher::process(work_item item) {
+    std::vector<audit_entry> audit;
+    ghl::client_options copt = ghl_.options;
+    const std::int64_t outbox_id = item.first_row;
+    const int attempt = item.attempts + 1;
+    copt.observer = [&audit, outbox_id, attempt, base = ghl_.options.observer](const ghl::request_record& r) {
+        if (base)
+            base(r); // metrics
+        audit_entry e;
+        e.ts = format_iso8601(r.started_at);
+        e.method = r.method;
+        e.path = r.path;
+        if (r.status)
+            e.status = r.status;
+        if (r.written || r.status)
+            e.latency_ms = r.latency.count();
+        e.attempt = attempt;
+        e.outbox_id = outbox_id;
+        if (!r.error.empty())
+            e.error = r.error;
+        e.rate_limit_remaining = r.rate_remaining;
+        e.daily_remaining = r.daily_remaining;
+        e.trace_id = r.trace_id;
+        audit.push_back(std::move(e));
+    };
+    ghl::client c(ghl_.http, std::move(copt), ghl_.tokens, ghl_.limiter, clock_);
+    outcome out;
+    try {
+        out = co_await execute(c, item);
+    } catch (const std::exception& e) {
+        // Nothing in execute() should throw; if it does, the item is retried, never lost.
+        out = outcome{};
+        out.what = outcome::kind::retry;
+        out.error = std::string("internal error: ") + e.what();
+        out.may_have_been_applied = true;
+    }
+    if (out.what == outcome::kind::wait_auth && !paused_)
+        log::warn("push waits for credentials", {{"outbox_id", item.first_row}, {"error", out.error}});
+    const double u = uniform01();
+    for (int tries = 0;; ++tries) {
+        std::string failure;
+        try {
+            co_await db_.run([&](SQLite::Database& db) {
+                outbox_store(db).finish(item, out, audit, clock_.now(), opt_.retry, [u] { return u; });
+            });
+            break;
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+        // The rows stay in flight; a restart recovers them as uncertain. Retry a few times first
+        // (a busy database, a full disk being freed).
+        log::error("recording a push outcome failed", {{"outbox_id", item.first_row}, {"error", failure}});
+        if (tries >= 5)
+            break;
+        asio::steady_timer t(ex_, std::chrono::milliseconds(200 << tries));
+        boost::system::error_code ec;
+        co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    log::info("push", {{"op", std::string(to_string(item.act))},
+                       {"entity", item.ctx.entity},
+                       {"entity_id", item.ctx.id},
+                       {"outbox_id", item.first_row},
+                       {"rows", static_cast<std::int64_t>(item.rows.size())},
+                       {"outcome", out.what == outcome::kind::done    ? "done"
+                                   : out.what == outcome::kind::retry ? "retry"
+                                   : out.what == outcome::kind::dead  ? "dead"
+                                                                      : "wait_auth"},
+                       {"status", out.status ? bj::value(*out.status) : bj::value(nullptr)}});
+    {
+        std::lock_guard lock(stats_mutex_);
+        ++stats_.items;
+        if (out.what == outcome::kind::done)
+            ++stats_.done;
+        else if (out.what == outcome::kind::retry)
+            ++stats_.retried;
+        else if (out.what == outcome::kind::dead)
+            ++stats_.dead;
+    }
+    --active_;
+    wake_.cancel();
+}
+
+asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& item) {
+    const auto& ctx = item.ctx;
+    if (item.act == action::pull) {
+        if (!pull_) {
+            outcome o;
+            o.what = outcome::kind::dead;
+            o.error = "pull: no reconciler configured";
+            co_return o;
+        }
+        co_return co_await pull_(c, item);
+    }
+
+    if (ctx.entity == "contact") {
+        switch (item.act) {
+        case action::create: {
+            const ghl::contact_write fields = ghl::contact_write_from_json(item.set);
+            // A lead is matched by email/phone first; a create that may already have reached
+            // GHL is looked up before it is sent again (DESIGN §8: no duplicates).
+            if (item.lead || item.uncertain) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++stats_.lookups;
+                }
+                std::optional<ghl::contact> found;
+                if (ctx.email || ctx.phone) {
+                    auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
+                    if (!dup)
+                        co_return from_error(dup.error(), false);
+                    found = *dup;
+                } else if (item.uncertain && (ctx.first_name || ctx.last_name)) {
+                    // No email or phone to match on: look for a contact of this name added
+                    // since the first attempt.
+                    ghl::search_request req;
+                    req.page_limit = 10;
+                    if (ctx.first_name)
+                        req.filters.push_back(ghl::filter("firstNameLowerCase", "eq", bj::value(lower(*ctx.first_name))));
+                    if (ctx.last_name)
+                        req.filters.push_back(ghl::filter("lastNameLowerCase", "eq", bj::value(lower(*ctx.last_name))));
+                    if (auto since = parse_iso8601(item.first_created_at))
+                        req.filters.push_back(ghl::range_filter(
+                            "dateAdded", bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
+                    auto page = co_await c.search_contacts(std::move(req));
+                    if (!page)
+                        co_return from_error(page.error(), false);
+                    if (page->contacts.size() == 1)
+                        found = page->contacts.front();
+                }
+                if (found) {
+                    {
+                        std::lock_guard lock(stats_mutex_);
+                        ++stats_.linked;
+                    }
+                    auto up = co_await c.update_contact(found->id, fields);
+                    if (!up)
+                        co_return from_error(up.error(), false);
+                    co_return contact_done(*up);
+                }
+            }
+            auto created = co_await c.create_contact(fields);
+            if (created)
+                co_return contact_done(*created);
+            if (created.error().kind == ghl::error_kind::duplicate_contact && created.error().duplicate) {
+                // GHL already has this person: link to it and apply our fields as an update.
+                const std::string existing = created.error().duplicate->contact_id;
+                auto up = co_await c.update_contact(existing, fields);
+                if (!up)
+                    co_return from_error(up.error(), false);
+                co_return contact_done(*up);
+            }
+            co_return from_error(created.error(), false);
+        }
+        case action::update: {
+            auto up = co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
+            if (!up)
+                co_return from_error(up.error(), false);
+            co_return contact_done(*up);
+        }
+        case action::remove: {
+            std::optional<std::string> id = ctx.ghl_id;
+            if (!id && ctx.email) { // an uncertain create: find what it may have made
+                auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
+                if (!dup)
+                    co_return from_error(dup.error(), false);
+                if (*dup)
+                    id = (*dup)->id;
+            }
+            if (!id)
+                co_return outcome{};
+            auto del = co_await c.delete_contact(*id);
+            if (!del)
+                co_return from_error(del.error(), true);
+            co_return outcome{};
+        }
+        case action::tag_add:
+        case action::tag_remove: {
+            // Not a conditional expression: GCC 12 miscompiles co_await inside ?: (the
+            // temporaries of both arms are destroyed).
+            ghl::result<std::vector<std::string>> r = std::vector<std::string>{};
+            if (item.act == action::tag_add)
+                r = co_await c.add_tags(*ctx.ghl_id, item.tags);
+            else
+                r = co_await c.remove_tags(*ctx.ghl_id, item.tags);
+            if (!r)
+                co_return from_error(r.error(), false);
+            co_return outcome{};
+        }
+        default: break;
+        }
+    } else if (ctx.entity == "task") {
+        const std::string cid = *ctx.contact_ghl_id;
+        switch (item.act) {
+        case action::create: {
+            const ghl::task_write fields = task_fields(item.set);
+            if (item.uncertain) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++stats_.lookups;
+                }
+                auto list = co_await c.list_tasks(cid);
+                if (!list)
+                    co_return from_error(list.error(), false);
+                const auto due = fields.due_date ? parse_iso8601(*fields.due_date) : std::nullopt;
+                for (const auto& t : *list) {
+                    const bool linked = std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
+                                                  t.id) != ctx.known_child_ghl_ids.end();
+                    if (!linked && t.title == fields.title && (!due || t.due_at == due)) {
+                        {
+                            std::lock_guard lock(stats_mutex_);
+                            ++stats_.linked;
+                        }
+                        auto up = co_await c.update_task(cid, t.id, fields);
+                        if (!up)
+                            co_return from_error(up.error(), false);
+                        co_return record_done(*up);
+                    }
+                }
+            }
+            auto created = co_await c.create_task(cid, fields);
+            if (!created)
+                co_return from_error(created.error(), false);
+            co_return record_done(*created);
+        }
+        case action::update: {
+            auto up = co_await c.update_task(cid, *ctx.ghl_id, task_fields(item.set));
+            if (!up)
+                co_return from_error(up.error(), false);
+            co_return record_done(*up);
+        }
+        case action::complete: {
+            auto r = co_await c.complete_task(cid, *ctx.ghl_id, item.completed);
+            if (!r)
+                co_return from_error(r.error(), false);
+            co_return record_done(*r);
+        }
+        case action::remove: {
+            if (!ctx.ghl_id)
+                co_return outcome{};
+            auto r = co_await c.delete_task(cid, *ctx.ghl_id);
+            if (!r)
+                co_return from_error(r.error(), true);
+            co_return outcome{};
+        }
+        default: break;
+        }
+    } else if (ctx.entity == "note") {
+        const std::string cid = *ctx.contact_ghl_id;
+        switch (item.act) {
+        case action::create: {
+            const ghl::note_write fields = note_fields(item.set);
+            if (item.uncertain) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++stats_.lookups;
+                }
+                auto list = co_await c.list_notes(cid);
+                if (!list)
+                    co_return from_error(list.error(), false);
+                for (const auto& n : *list) {
+                    const bool linked = std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
+                                                  n.id) != ctx.known_child_ghl_ids.end();
+                    if (!linked && n.body == fields.body) {
+                        {
+                            std::lock_guard lock(stats_mutex_);
+                            ++stats_.linked;
+                        }
+                        auto up = co_await c.update_note(cid, n.id, fields);
+                        if (!up)
+                            co_return from_error(up.error(), false);
+                        co_return record_done(*up);
+                    }
+                }
+            }
+            auto created = co_await c.create_note(cid, fields);
+            if (!created)
+                co_return from_error(created.error(), false);
+            co_return record_done(*created);
+        }
+        case action::update: {
+            auto up = co_await c.update_note(cid, *ctx.ghl_id, note_fields(item.set));
+            if (!up)
+                co_return from_error(up.error(), false);
+            co_return record_done(*up);
+        }
+        case action::remove: {
+            if (!ctx.ghl_id)
+                co_return outcome{};
+            auto r = co_await c.delete_note(cid, *ctx.ghl_id);
+            if (!r)
+                co_return from_error(r.error(), true);
+            co_return outcome{};
+        }
+        default: break;
+        }
+    }
+    outcome o;
+    o.what = outcome::kind::dead;
+    o.error = std::string(to_string(item.act)) + " is not an operation on a " + ctx.entity;
+    co_return o;
+}
+
+} // namespace speak4::sync

@@ -1,0 +1,107 @@
+#pragma once
+// The push path (DESIGN §8): claims due outbox work, runs up to max_concurrency GHL calls under
+// the rate limiter, and records each outcome with its audit rows in one transaction. Creates
+// whose outcome is unknown are looked up in GHL before they are sent again, so a retry never
+// makes a duplicate record.
+
+#include "core/clock.hpp"
+#include "core/config.hpp"
+#include "ghl/client.hpp"
+#include "store/db_worker.hpp"
+#include "sync/outbox.hpp"
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <functional>
+#include <memory>
+#include <random>
+
+namespace speak4::sync {
+
+/// What the dispatcher needs of GHL: the collaborators of ghl::client. A fresh client is
+/// made per work item (cheap: shared pointers) so each item's requests reach its audit rows;
+/// `options.observer`, when set, still sees every request (metrics).
+struct ghl_access {
+    std::shared_ptr<ghl::http_client> http;
+    std::shared_ptr<ghl::token_provider> tokens;
+    std::shared_ptr<ghl::rate_limiter> limiter;
+    ghl::client_options options;
+};
+
+/// Runs `pull` work items (the reconciler implements it): fetch the contact (and children)
+/// and apply it to the mirror. Returns the outcome to record for the item.
+using pull_fn = std::function<boost::asio::awaitable<outcome>(ghl::client&, const work_item&)>;
+
+struct dispatcher_options {
+    int max_concurrency = 4;
+    std::chrono::milliseconds coalesce{250};
+    std::chrono::milliseconds idle_poll{1000}; ///< look for work committed by other processes
+    retry_policy retry;
+};
+
+dispatcher_options dispatcher_options_from(const config& cfg);
+
+/// Counters for /metrics and tests.
+struct dispatcher_stats {
+    long long items = 0;      ///< work items finished (any outcome)
+    long long done = 0;
+    long long retried = 0;
+    long long dead = 0;
+    long long lookups = 0;    ///< creates resolved by a lookup before sending
+    long long linked = 0;     ///< creates that found their record already in GHL
+};
+
+/// Threading: every member must be called on `ex` (single-threaded io_context or a strand),
+/// except stats(), which is thread-safe.
+class dispatcher {
+public:
+    dispatcher(boost::asio::any_io_executor ex, store::db_worker& db, ghl_access ghl, dispatcher_options opt,
+               const speak4::clock& clk = system_clock::instance(), std::uint64_t seed = std::random_device{}());
+
+    void set_pull(pull_fn fn) { pull_ = std::move(fn); }
+
+    /// Recovers rows a crash left in flight, then claims and pushes until stop(); returns once
+    /// stopped and every item in flight is recorded.
+    boost::asio::awaitable<void> run();
+
+    /// New work was committed (intake): look now instead of at the next poll.
+    void wake();
+
+    /// Claims nothing more; items in flight finish and are recorded.
+    void stop();
+
+    /// Credentials changed (SIGHUP rotation, a new OAuth grant): work parked on a 401 is
+    /// retried now instead of at its next slot.
+    void credentials_changed();
+
+    /// Pauses claiming (e.g. while needs_reauth) without stopping.
+    void pause(bool paused);
+
+    dispatcher_stats stats() const;
+
+    /// Executes one work item against GHL (exposed for tests). Never throws for GHL errors.
+    boost::asio::awaitable<outcome> execute(ghl::client& c, const work_item& item);
+
+private:
+    boost::asio::awaitable<void> process(work_item item);
+    double uniform01();
+
+    boost::asio::any_io_executor ex_;
+    store::db_worker& db_;
+    ghl_access ghl_;
+    dispatcher_options opt_;
+    const speak4::clock& clock_;
+    std::mt19937_64 rng_;
+    pull_fn pull_;
+    boost::asio::steady_timer wake_;
+    boost::asio::steady_timer drained_;
+    int active_ = 0;
+    bool stopping_ = false;
+    bool paused_ = false;
+    mutable std::mutex stats_mutex_;
+    dispatcher_stats stats_;
+};
+
+} // namespace speak4::sync

@@ -1,0 +1,480 @@
+#include "sync/outbox.hpp"
+
+#include "core/json.hpp"
+#include "core/log.hpp"
+
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace speak4::sync {
+namespace {
+
+namespace bj = boost::json;
+
+std::optional<std::string> opt_text(const SQLite::Column& c) {
+    if (c.isNull())
+        return std::nullopt;
+    return c.getString();
+}
+
+bj::object parse_object(const std::string& text) {
+    auto v = json::parse(text);
+    return v && v->is_object() ? std::move(v->get_object()) : bj::object{};
+}
+
+/// Later rows win field by field; customFields merge by id.
+void merge_set(bj::object& into, const bj::object& from) {
+    for (const auto& kv : from) {
+        if (kv.key() == "customFields" && kv.value().is_object()) {
+            auto* have = into.if_contains("customFields");
+            if (!have || !have->is_object())
+                into["customFields"] = bj::object{};
+            auto& cf = into["customFields"].as_object();
+            for (const auto& c : kv.value().get_object())
+                cf[c.key()] = c.value();
+        } else {
+            into[kv.key()] = kv.value();
+        }
+    }
+}
+
+void add_unique(std::vector<std::string>& into, const bj::value& tags) {
+    if (!tags.is_array())
+        return;
+    for (const auto& t : tags.get_array())
+        if (t.is_string() && std::find(into.begin(), into.end(), t.get_string()) == into.end())
+            into.emplace_back(t.get_string());
+}
+
+enum class op_class { write, tag_add, tag_remove, complete, pull, remove };
+
+op_class class_of(const std::string& op) {
+    if (op == "create" || op == "update")
+        return op_class::write;
+    if (op == "tag_add")
+        return op_class::tag_add;
+    if (op == "tag_remove")
+        return op_class::tag_remove;
+    if (op == "complete")
+        return op_class::complete;
+    if (op == "pull")
+        return op_class::pull;
+    return op_class::remove;
+}
+
+struct row {
+    std::int64_t id;
+    std::string op;
+    bj::object payload;
+    int attempts;
+    bool uncertain;
+    std::string created_at;
+};
+
+const char* table_of(const std::string& entity) {
+    return entity == "task" ? "tasks" : entity == "note" ? "notes" : "contacts";
+}
+
+} // namespace
+
+std::string_view to_string(action a) {
+    switch (a) {
+    case action::create: return "create";
+    case action::update: return "update";
+    case action::remove: return "delete";
+    case action::complete: return "complete";
+    case action::tag_add: return "tag_add";
+    case action::tag_remove: return "tag_remove";
+    case action::pull: return "pull";
+    }
+    return "update";
+}
+
+std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
+                                        std::optional<std::chrono::milliseconds> retry_after,
+                                        const std::function<double()>& uniform01) {
+    // Full jitter (the AWS architecture blog's "Exponential Backoff And Jitter"): spreads
+    // retries of many rows evenly instead of in synchronized waves.
+    const double cap = std::min(static_cast<double>(p.max_ms),
+                                static_cast<double>(p.base_ms) * std::ldexp(1.0, std::clamp(attempt, 0, 62)));
+    const double u = std::clamp(uniform01(), 0.0, 1.0);
+    auto d = std::chrono::milliseconds(static_cast<long long>(cap * u));
+    if (retry_after && *retry_after > d)
+        d = *retry_after;
+    return d;
+}
+
+outbox_store::outbox_store(SQLite::Database& db) : db_(db) {}
+
+int outbox_store::recover_inflight(sys_time now) {
+    SQLite::Statement u(db_, "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
+                             "updated_at = ? WHERE state = 'inflight'");
+    u.bind(1, format_iso8601(now));
+    return u.exec();
+}
+
+int outbox_store::release_auth_waiters(sys_time now) {
+    SQLite::Statement u(db_, "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
+    u.bind(1, format_iso8601(now));
+    return u.exec();
+}
+
+std::optional<sys_time> outbox_store::next_due() {
+    SQLite::Statement q(db_, "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'");
+    if (!q.executeStep() || q.getColumn(0).isNull())
+        return std::nullopt;
+    return parse_iso8601(q.getColumn(0).getString());
+}
+
+long long outbox_store::prune(sys_time cutoff) {
+    const std::string c = format_iso8601(cutoff);
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement a(db_, "DELETE FROM audit_log WHERE ts < ?");
+    a.bind(1, c);
+    long long n = a.exec();
+    SQLite::Statement o(db_, "DELETE FROM outbox WHERE state = 'done' AND updated_at < ?");
+    o.bind(1, c);
+    n += o.exec();
+    tx.commit();
+    return n;
+}
+
+std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::milliseconds coalesce, int max_items) {
+    const std::string now_s = format_iso8601(now);
+    const std::string cutoff = format_iso8601(now - coalesce);
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+
+    // Heads of line: the oldest open row of each entity, if due. Tasks and notes come only once
+    // their contact has a GHL id, or once it never will (no create of it is open).
+    SQLite::Statement heads(db_, R"(
+        SELECT o.entity, o.entity_id FROM outbox o
+        WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
+          AND (o.attempts > 0 OR o.uncertain = 1 OR o.created_at <= ?2)
+          AND o.id = (SELECT MIN(p.id) FROM outbox p
+                      WHERE p.entity = o.entity AND p.entity_id = o.entity_id
+                        AND p.state IN ('pending', 'inflight'))
+          AND (o.entity = 'contact' OR EXISTS (
+                SELECT 1 FROM contacts c
+                WHERE c.id = (CASE o.entity
+                                WHEN 'task' THEN (SELECT contact_id FROM tasks WHERE id = o.entity_id)
+                                ELSE (SELECT contact_id FROM notes WHERE id = o.entity_id) END)
+                  AND (c.ghl_id IS NOT NULL OR NOT EXISTS (
+                        SELECT 1 FROM outbox q WHERE q.entity = 'contact' AND q.entity_id = c.id
+                          AND q.op = 'create' AND q.state IN ('pending', 'inflight')))))
+        ORDER BY o.id LIMIT ?3)");
+    heads.bind(1, now_s);
+    heads.bind(2, cutoff);
+    heads.bind(3, max_items);
+    std::vector<std::pair<std::string, std::int64_t>> entities;
+    while (heads.executeStep())
+        entities.emplace_back(heads.getColumn(0).getString(), heads.getColumn(1).getInt64());
+
+    std::vector<work_item> items;
+    SQLite::Statement rows_q(db_, "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
+                                  "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
+    SQLite::Statement mark(db_, "UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
+                                "WHERE id = ?");
+    for (const auto& [entity, entity_id] : entities) {
+        rows_q.reset();
+        rows_q.bind(1, entity);
+        rows_q.bind(2, entity_id);
+        std::vector<row> rows;
+        while (rows_q.executeStep())
+            rows.push_back({rows_q.getColumn(0).getInt64(), rows_q.getColumn(1).getString(),
+                            parse_object(rows_q.getColumn(2).getString()), rows_q.getColumn(3).getInt(),
+                            rows_q.getColumn(4).getInt() != 0, rows_q.getColumn(5).getString()});
+        if (rows.empty())
+            continue;
+
+        work_item item;
+        item.ctx.entity = entity;
+        item.ctx.id = entity_id;
+        // Mirror context: ids and what a lookup needs.
+        if (entity == "contact") {
+            SQLite::Statement c(db_, "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
+            c.bind(1, entity_id);
+            if (c.executeStep()) {
+                item.ctx.ghl_id = opt_text(c.getColumn(0));
+                item.ctx.email = opt_text(c.getColumn(1));
+                item.ctx.phone = opt_text(c.getColumn(2));
+                item.ctx.first_name = opt_text(c.getColumn(3));
+                item.ctx.last_name = opt_text(c.getColumn(4));
+            }
+        } else {
+            const std::string t = table_of(entity);
+            SQLite::Statement c(db_, "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
+                                         std::string(entity == "task" ? ", x.due_date" : ", NULL") + " FROM " + t +
+                                         " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
+            c.bind(1, entity_id);
+            if (c.executeStep()) {
+                item.ctx.ghl_id = opt_text(c.getColumn(0));
+                item.ctx.contact_id = c.getColumn(1).getInt64();
+                item.ctx.contact_ghl_id = opt_text(c.getColumn(2));
+                item.ctx.title = opt_text(c.getColumn(3));
+                item.ctx.body = opt_text(c.getColumn(4));
+                item.ctx.due_date = opt_text(c.getColumn(5));
+            }
+            SQLite::Statement sib(db_, "SELECT ghl_id FROM " + t + " WHERE contact_id = ? AND ghl_id IS NOT NULL");
+            sib.bind(1, item.ctx.contact_id);
+            while (sib.executeStep())
+                item.ctx.known_child_ghl_ids.push_back(sib.getColumn(0).getString());
+        }
+
+        // Coalesce: a delete absorbs everything before it; otherwise the longest run of rows of
+        // the same class becomes one call.
+        std::size_t n = 0;
+        const auto del = std::find_if(rows.begin(), rows.end(), [](const row& r) { return r.op == "delete"; });
+        bool skip_call = false;
+        if (del != rows.end()) {
+            n = static_cast<std::size_t>(del - rows.begin()) + 1;
+            item.act = action::remove;
+            bool uncertain_create = false;
+            for (std::size_t i = 0; i < n; ++i)
+                uncertain_create |= rows[i].op == "create" && rows[i].uncertain;
+            // Never created in GHL (and no attempt that might have): nothing to delete there.
+            skip_call = !item.ctx.ghl_id && !uncertain_create;
+        } else {
+            const op_class cls = class_of(rows.front().op);
+            while (n < rows.size() && class_of(rows[n].op) == cls)
+                ++n;
+            switch (cls) {
+            case op_class::write:
+                item.act = rows.front().op == "create" && !item.ctx.ghl_id ? action::create : action::update;
+                break;
+            case op_class::tag_add: item.act = action::tag_add; break;
+            case op_class::tag_remove: item.act = action::tag_remove; break;
+            case op_class::complete: item.act = action::complete; break;
+            case op_class::pull: item.act = action::pull; break;
+            case op_class::remove: break;
+            }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            const row& r = rows[i];
+            item.rows.push_back(r.id);
+            item.attempts = std::max(item.attempts, r.attempts);
+            item.uncertain |= r.uncertain;
+            if (const auto* s = r.payload.if_contains("set"); s && s->is_object())
+                merge_set(item.set, s->get_object());
+            if (const auto* t = r.payload.if_contains("tags"))
+                add_unique(item.tags, *t);
+            if (const auto* c = r.payload.if_contains("completed"); c && c->is_bool())
+                item.completed = c->get_bool();
+            if (const auto* ch = r.payload.if_contains("children"); ch && ch->is_bool() && ch->get_bool())
+                item.children = true;
+            if (const auto* l = r.payload.if_contains("lead"); l && l->is_bool() && l->get_bool())
+                item.lead = true;
+        }
+        item.first_row = rows.front().id;
+        item.first_created_at = rows.front().created_at;
+
+        // Work that can never reach GHL is settled here, without a call.
+        std::optional<std::string> dead_reason;
+        const bool needs_own_id = item.act != action::create && !(item.act == action::remove && item.uncertain);
+        if (skip_call) {
+            for (auto id : item.rows) {
+                mark.reset();
+                mark.bind(1, "done");
+                mark.bind(2, now_s);
+                mark.bind(3, now_s);
+                mark.bind(4, "never created in GHL: nothing to delete");
+                mark.bind(5, id);
+                mark.exec();
+            }
+            continue;
+        }
+        if (entity != "contact" && !item.ctx.contact_ghl_id)
+            dead_reason = "its contact has no GHL id (the contact's create is dead or was dropped)";
+        else if (needs_own_id && !item.ctx.ghl_id)
+            dead_reason = "the " + entity + " has no GHL id (its create is dead or was dropped)";
+        for (auto id : item.rows) {
+            mark.reset();
+            mark.bind(1, dead_reason ? "dead" : "inflight");
+            mark.bind(2, now_s);
+            mark.bind(3, now_s);
+            if (dead_reason)
+                mark.bind(4, *dead_reason);
+            mark.bind(5, id);
+            mark.exec();
+        }
+        if (dead_reason) {
+            log::warn("outbox row dead", {{"outbox_id", item.first_row}, {"entity", entity}, {"error", *dead_reason}});
+            continue;
+        }
+        items.push_back(std::move(item));
+    }
+    tx.commit();
+    return items;
+}
+
+void outbox_store::finish(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
+                          sys_time now, const retry_policy& policy, const std::function<double()>& uniform01) {
+    const std::string now_s = format_iso8601(now);
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+
+    // Audit: one row per HTTP request sent, committed with the outcome it led to.
+    SQLite::Statement a(db_, "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
+                             "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    std::optional<long long> remaining, daily;
+    for (const auto& e : audit) {
+        a.reset();
+        a.clearBindings();
+        a.bind(1, e.ts);
+        a.bind(2, e.method);
+        a.bind(3, e.path);
+        if (e.status)
+            a.bind(4, *e.status);
+        if (e.latency_ms)
+            a.bind(5, static_cast<std::int64_t>(*e.latency_ms));
+        a.bind(6, e.attempt);
+        if (e.outbox_id)
+            a.bind(7, *e.outbox_id);
+        if (e.error)
+            a.bind(8, *e.error);
+        if (e.rate_limit_remaining) {
+            a.bind(9, static_cast<std::int64_t>(*e.rate_limit_remaining));
+            remaining = e.rate_limit_remaining;
+        }
+        if (e.daily_remaining)
+            daily = e.daily_remaining;
+        if (e.trace_id)
+            a.bind(10, *e.trace_id);
+        a.exec();
+    }
+    auto cursor = [&](const char* name, long long v) {
+        SQLite::Statement c(db_, "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) "
+                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+        c.bind(1, name);
+        c.bind(2, std::to_string(v));
+        c.bind(3, now_s);
+        c.exec();
+    };
+    if (remaining)
+        cursor("rate_limit.remaining", *remaining);
+    if (daily)
+        cursor("rate_limit.daily_remaining", *daily);
+
+    const char* table = table_of(item.ctx.entity);
+    const int attempts = item.attempts + 1;
+    std::string state = "done";
+    std::string next = now_s;
+    bool uncertain = false;
+    std::optional<std::string> error;
+    switch (out.what) {
+    case outcome::kind::done: break;
+    case outcome::kind::dead:
+        state = "dead";
+        error = out.error;
+        break;
+    case outcome::kind::retry:
+        uncertain = item.uncertain || out.may_have_been_applied;
+        error = out.error;
+        if (attempts >= policy.max_attempts) {
+            state = "dead";
+            error = "gave up after " + std::to_string(attempts) + " attempts: " + out.error;
+        } else {
+            state = "pending";
+            next = format_iso8601(now + backoff_delay(policy, item.attempts, out.retry_after, uniform01));
+        }
+        break;
+    case outcome::kind::wait_auth:
+        state = "pending";
+        error = out.error;
+        uncertain = item.uncertain;
+        next = format_iso8601(now + std::chrono::seconds(30));
+        break;
+    }
+    SQLite::Statement u(db_, "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+                             "last_status = ?, uncertain = ?, claimed_at = NULL, updated_at = ? WHERE id = ?");
+    for (auto id : item.rows) {
+        u.reset();
+        u.clearBindings();
+        u.bind(1, state);
+        u.bind(2, out.what == outcome::kind::wait_auth ? item.attempts : attempts);
+        u.bind(3, next);
+        if (error)
+            u.bind(4, *error);
+        if (out.what == outcome::kind::wait_auth)
+            u.bind(5, 401); // marks the row as waiting for credentials (release_auth_waiters)
+        else if (out.status)
+            u.bind(5, *out.status);
+        u.bind(6, uncertain ? 1 : 0);
+        u.bind(7, now_s);
+        u.bind(8, id);
+        u.exec();
+    }
+    if (state == "dead")
+        log::warn("outbox row dead", {{"outbox_id", item.first_row},
+                                      {"op", std::string(to_string(item.act))},
+                                      {"entity", item.ctx.entity},
+                                      {"error", error.value_or("")}});
+
+    auto change = [&](const char* kind, const char* source) {
+        SQLite::Statement c(db_, "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
+        c.bind(1, item.ctx.entity);
+        c.bind(2, item.ctx.id);
+        c.bind(3, kind);
+        c.bind(4, source);
+        c.bind(5, now_s);
+        c.exec();
+    };
+
+    if (out.gone) {
+        // The record no longer exists in GHL: the mirror says so too.
+        SQLite::Statement d(db_, std::string("UPDATE ") + table + " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
+        d.bind(1, now_s);
+        d.bind(2, item.ctx.id);
+        if (d.exec() > 0)
+            change("deleted", "remote");
+    }
+    if (out.what == outcome::kind::done && !out.gone && item.act != action::pull) {
+        // Write-back: the GHL id, GHL's timestamp and the record as GHL returned it.
+        if (out.ghl_id && out.ghl_id != item.ctx.ghl_id) {
+            SQLite::Statement other(db_, std::string("SELECT id FROM ") + table + " WHERE ghl_id = ? AND id <> ?");
+            other.bind(1, *out.ghl_id);
+            other.bind(2, item.ctx.id);
+            if (other.executeStep()) {
+                // Another mirror row (pulled before this push linked it) holds the id: fold it
+                // into this one so one GHL record has one mirror row.
+                const std::int64_t dup = other.getColumn(0).getInt64();
+                if (item.ctx.entity == "contact") {
+                    for (const char* child : {"tasks", "notes", "appointments"}) {
+                        SQLite::Statement m(db_, std::string("UPDATE ") + child + " SET contact_id = ? WHERE contact_id = ?");
+                        m.bind(1, item.ctx.id);
+                        m.bind(2, dup);
+                        m.exec();
+                    }
+                }
+                SQLite::Statement mo(db_, "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
+                mo.bind(1, item.ctx.id);
+                mo.bind(2, item.ctx.entity);
+                mo.bind(3, dup);
+                mo.exec();
+                SQLite::Statement del(db_, std::string("DELETE FROM ") + table + " WHERE id = ?");
+                del.bind(1, dup);
+                del.exec();
+            }
+            SQLite::Statement g(db_, std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
+            g.bind(1, *out.ghl_id);
+            g.bind(2, item.ctx.id);
+            g.exec();
+        }
+        SQLite::Statement w(db_, std::string("UPDATE ") + table +
+                                     " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
+                                     "updated_at = ? WHERE id = ?");
+        if (out.remote_updated_at)
+            w.bind(1, *out.remote_updated_at);
+        if (out.raw)
+            w.bind(2, bj::serialize(*out.raw));
+        w.bind(3, now_s);
+        w.bind(4, item.ctx.id);
+        w.exec();
+        change("pushed", "push");
+    }
+    tx.commit();
+}
+
+} // namespace speak4::sync

@@ -1,0 +1,136 @@
+#pragma once
+// The outbox, dispatcher side (DESIGN §8): claiming due work per entity in order, coalescing
+// pending rows into one call, and recording each outcome together with its audit rows and the
+// mirror write-back in one transaction. Everything here is synchronous SQLite work that runs on
+// the database thread; the network side lives in dispatcher.hpp.
+
+#include "core/time.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <SQLiteCpp/Database.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace speak4::sync {
+
+/// What one claimed piece of work does on GHL.
+enum class action { create, update, remove, complete, tag_add, tag_remove, pull };
+std::string_view to_string(action a);
+
+/// The identity and current mirror data of the entity a work item is about.
+struct entity_context {
+    std::string entity;                     ///< contact | task | note
+    std::int64_t id = 0;                    ///< mirror row id
+    std::optional<std::string> ghl_id;      ///< the entity's GHL id, when known
+    std::optional<std::string> contact_ghl_id; ///< tasks and notes: their contact's GHL id
+    std::int64_t contact_id = 0;            ///< tasks and notes: their contact's mirror id
+    // For looking up a create whose outcome is unknown:
+    std::optional<std::string> email, phone, first_name, last_name; ///< contacts
+    std::optional<std::string> title, body, due_date;                ///< tasks and notes
+    std::vector<std::string> known_child_ghl_ids; ///< ids already linked to sibling rows
+};
+
+/// Pending outbox rows of one entity, coalesced into one call.
+struct work_item {
+    action act = action::update;
+    entity_context ctx;
+    boost::json::object set;                ///< create/update: GHL fields, later rows win
+    std::vector<std::string> tags;          ///< tag_add / tag_remove
+    bool completed = true;                  ///< complete
+    bool children = false;                  ///< pull: tasks, notes and appointments too
+    bool lead = false;                      ///< create: find by email/phone first
+    bool uncertain = false;                 ///< an earlier attempt may have reached GHL
+    int attempts = 0;                       ///< attempts so far (the most of its rows)
+    std::vector<std::int64_t> rows;         ///< outbox ids covered, oldest first
+    std::int64_t first_row = 0;             ///< the row audit entries are filed under
+    std::string first_created_at;           ///< when the oldest row was written
+};
+
+/// One HTTP request sent to GHL while working on an item (an audit_log row).
+struct audit_entry {
+    std::string ts;
+    std::string method;
+    std::string path;                       ///< concrete path with ids, no query secrets
+    std::optional<int> status;              ///< none when no response came
+    std::optional<long long> latency_ms;
+    int attempt = 1;
+    std::optional<std::int64_t> outbox_id;
+    std::optional<std::string> error;
+    std::optional<long long> rate_limit_remaining;
+    std::optional<long long> daily_remaining;
+    std::optional<std::string> trace_id;
+};
+
+/// How a work item ended.
+struct outcome {
+    enum class kind {
+        done,        ///< applied; write back below
+        retry,       ///< try again after a backoff (transient failure)
+        dead,        ///< permanent failure: a dead letter with `error`
+        wait_auth,   ///< no usable credentials: back to pending without spending an attempt
+    } what = kind::done;
+    std::string error;                      ///< retry/dead: "PUT /contacts/:contactId: 422 {…}"
+    std::optional<int> status;              ///< last HTTP status
+    std::optional<std::chrono::milliseconds> retry_after;
+    bool may_have_been_applied = false;     ///< retry: the request may have reached GHL
+    bool gone = false;                      ///< dead/done because the record vanished remotely
+    // Write-back on done:
+    std::optional<std::string> ghl_id;      ///< the entity's GHL id (create, or linked)
+    std::optional<std::string> remote_updated_at;
+    std::optional<boost::json::object> raw; ///< the record GHL returned
+};
+
+struct retry_policy {
+    int base_ms = 500;
+    int max_ms = 300000;
+    int max_attempts = 12;
+};
+
+/// Full-jitter backoff: random(0, min(max_ms, base_ms * 2^attempt)), at least `retry_after`.
+/// `attempt` counts from 0 for the first retry. `uniform01` returns a value in [0, 1).
+std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
+                                        std::optional<std::chrono::milliseconds> retry_after,
+                                        const std::function<double()>& uniform01);
+
+/// Database side of the dispatcher. Threading: one instance per connection, used on the
+/// database thread only.
+class outbox_store {
+public:
+    explicit outbox_store(SQLite::Database& db);
+
+    /// Rows a crash left in flight go back to pending, marked uncertain (the request may have
+    /// reached GHL). Returns how many. Called once at start-up, before any claim.
+    int recover_inflight(sys_time now);
+
+    /// Claims up to `max_items` work items: for each entity whose oldest open row is due (and
+    /// older than `coalesce` on its first attempt, so bursts of updates merge), the longest
+    /// run of mergeable rows becomes one item and those rows go in flight. Tasks and notes
+    /// wait for their contact's GHL id. Rows that can never be sent (their contact has no GHL
+    /// id and no create pending) are dead-lettered here with the reason.
+    std::vector<work_item> claim(sys_time now, std::chrono::milliseconds coalesce, int max_items);
+
+    /// Records how an item ended, its audit rows and the mirror write-back, in one transaction.
+    void finish(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
+                sys_time now, const retry_policy& policy, const std::function<double()>& uniform01);
+
+    /// Rows parked for credentials (a 401, or needs_reauth) become due now: after a token
+    /// rotation (SIGHUP) or `auth exchange`. Returns how many.
+    int release_auth_waiters(sys_time now);
+
+    /// When the next pending row becomes due (nullopt: none pending).
+    std::optional<sys_time> next_due();
+
+    /// Deletes audit rows and done outbox rows older than `cutoff`. Returns rows deleted.
+    long long prune(sys_time cutoff);
+
+private:
+    SQLite::Database& db_;
+};
+
+} // namespace speak4::sync
