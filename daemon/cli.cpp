@@ -3,6 +3,7 @@
 
 #include "cli.hpp"
 
+#include "app/daemon.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -49,6 +50,7 @@ const char* const usage_text = R"(usage: speak4-sync [--config PATH] COMMAND [op
 Keeps Speak4 contacts, tasks and notes in two-way sync with HighLevel (GHL).
 
 commands:
+  run                  the daemon (foreground; systemd Type=notify)
   migrate              apply database migrations, print the schema version
   check-config         validate the config and credentials, print what is wrong
   emit FILE|-          validate and durably enqueue one event or JSON lines
@@ -69,6 +71,14 @@ exit codes: 0 ok, 64 usage, 65 bad data, 69 unavailable, 74 I/O, 78 config
 
 const std::map<std::string, std::string>& command_help() {
     static const std::map<std::string, std::string> h = {
+        {"run", R"(usage: speak4-sync run [--config PATH]
+
+Runs the daemon in the foreground: pushes the outbox to GHL, serves the local API (events,
+changes, health, metrics, webhooks) on api.listen, and logs to standard error. Starts in
+stages (config, database, migrations, credentials, listeners) and tells systemd READY=1 only
+then. SIGTERM or SIGINT stops intake and finishes the work in flight (exit 0); SIGHUP reloads
+the config and credentials (token rotation) without dropping work.
+)"},
         {"migrate", R"(usage: speak4-sync migrate [--config PATH]
 
 Creates the database if needed and applies every migration it lacks, each with its version
@@ -530,6 +540,27 @@ int cmd_audit(const invocation& inv) {
     return 0;
 }
 
+int cmd_run(const invocation& inv) {
+    if (!inv.args.empty())
+        usage("run takes no arguments");
+    app::run_options opt;
+    opt.config_path = inv.config_path.value_or(default_config_path);
+    app::daemon d(std::move(opt));
+    try {
+        return d.run();
+    } catch (const config_error&) {
+        throw;
+    } catch (const io_error&) {
+        throw;
+    } catch (const SQLite::Exception&) {
+        throw;
+    } catch (const std::exception& e) {
+        // Listeners that cannot bind, and the like: the service cannot be offered.
+        std::fprintf(stderr, "speak4-sync: cannot start: %s\n", e.what());
+        return static_cast<int>(exit_code::unavailable);
+    }
+}
+
 using command_fn = int (*)(const invocation&);
 
 const std::map<std::string, command_fn>& commands() {
@@ -537,6 +568,7 @@ const std::map<std::string, command_fn>& commands() {
         {"migrate", cmd_migrate}, {"check-config", cmd_check_config},
         {"emit", cmd_emit},       {"status", cmd_status},
         {"queue", cmd_queue},     {"audit", cmd_audit},
+        {"run", cmd_run},
     };
     return c;
 }

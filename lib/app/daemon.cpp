@@ -1,0 +1,327 @@
+#include "app/daemon.hpp"
+
+#include "api/server.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "ghl/client.hpp"
+#include "store/db_worker.hpp"
+#include "store/inspect.hpp"
+#include "store/migrations.hpp"
+#include "sync/dispatcher.hpp"
+#include "sync/oauth_store.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <systemd/sd-daemon.h>
+
+#include <csignal>
+
+namespace speak4::app {
+namespace {
+
+namespace asio = boost::asio;
+
+/// sd_notify, a no-op outside systemd (NOTIFY_SOCKET unset).
+void notify(const std::string& state) { ::sd_notify(0, state.c_str()); }
+
+config load(const run_options& opt) {
+    config cfg = load_config(opt.config_path);
+    if (opt.adjust)
+        opt.adjust(cfg);
+    if (cfg.ghl.location_id.empty())
+        throw config_error("ghl.location_id", 0, "ghl.location_id: is required to run (the GHL sub-account id)");
+    return cfg;
+}
+
+} // namespace
+
+struct daemon::context {
+    explicit context(run_options o)
+        : opt(std::move(o))
+        , signals(io, SIGTERM, SIGINT, SIGHUP)
+        , watchdog(io)
+        , status_timer(io)
+        , grace_timer(io)
+        , metrics(registry) {}
+
+    run_options opt;
+    config cfg;
+    secrets sec;
+    asio::io_context io{1};
+    asio::signal_set signals;
+    asio::steady_timer watchdog;
+    asio::steady_timer status_timer;
+    asio::steady_timer grace_timer;
+    metrics::registry registry;
+    metrics::daemon_metrics metrics;
+
+    std::unique_ptr<store::db_worker> db;
+    std::shared_ptr<ghl::http_client> http;
+    std::shared_ptr<ghl::rate_limiter> limiter;
+    std::shared_ptr<ghl::static_token_provider> pit;
+    std::shared_ptr<sync::sqlite_token_store> token_store;
+    std::shared_ptr<ghl::oauth_token_provider> oauth;
+    std::shared_ptr<ghl::token_provider> tokens;
+    std::unique_ptr<sync::dispatcher> dispatcher;
+    std::unique_ptr<api::server> server;
+
+    bool stopping = false;
+    bool dispatcher_done = true;
+    bool server_done = true;
+
+    void start();
+    void begin_stop();
+    void maybe_finish();
+    void reload();
+    asio::awaitable<void> watch_signals();
+    asio::awaitable<void> keep_watchdog(std::chrono::microseconds interval);
+    asio::awaitable<void> report_status();
+    ghl::request_observer request_metrics();
+};
+
+ghl::request_observer daemon::context::request_metrics() {
+    return [this](const ghl::request_record& r) {
+        metrics.ghl_requests_total.with({r.status ? std::to_string(r.status) : std::string("error")}).inc();
+        if (r.status)
+            metrics.ghl_request_duration_seconds.observe(static_cast<double>(r.latency.count()) / 1000.0);
+        if (r.rate_remaining)
+            metrics.ghl_rate_limit_remaining.set(static_cast<double>(*r.rate_remaining));
+    };
+}
+
+void daemon::context::start() {
+    // Stage 1: configuration and credentials. Anything wrong here refuses to start.
+    cfg = load(opt);
+    log::init(cfg.logging.level, cfg.logging.format);
+    sec = load_secrets(cfg, true);
+    log::info("starting", {{"config", cfg.source.string()},
+                           {"location", cfg.ghl.location_id},
+                           {"auth", std::string(to_string(cfg.ghl.auth))}});
+
+    // Stage 2: the database, migrated, on its own thread.
+    {
+        auto conn = store::open_database({cfg.database.path});
+        const auto m = store::migrate(*conn);
+        if (m.from != m.to)
+            log::info("migrated database", {{"from", m.from}, {"to", m.to}});
+    }
+    db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
+
+    // Stage 3: GHL access: transport, rate budget, tokens.
+    http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
+    limiter = std::make_shared<ghl::rate_limiter>(ghl::rate_limit_options_from(cfg.rate_limit));
+    if (cfg.ghl.auth == auth_mode::oauth) {
+        token_store = std::make_shared<sync::sqlite_token_store>(*db);
+        oauth = ghl::oauth_token_provider::create(io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret),
+                                                  token_store,
+                                                  std::make_shared<ghl::http_token_endpoint>(http, request_metrics()));
+        tokens = oauth;
+    } else {
+        pit = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
+        tokens = pit;
+    }
+    sync::ghl_access access{http, tokens, limiter, ghl::client_options_from(cfg.ghl, request_metrics())};
+    dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access, sync::dispatcher_options_from(cfg));
+
+    // Stage 4: listeners. Binding fails loudly here, before READY.
+    auto sopt = api::server_options::from_config(cfg, sec);
+    sopt.health_check = [this]() -> api::health {
+        if (stopping)
+            return {false, "stopping"};
+        const auto st = tokens->status();
+        if (st.needs_reauth)
+            return {false, "needs_reauth: " + st.reason};
+        return {};
+    };
+    server = std::make_unique<api::server>(io.get_executor(), std::move(sopt), *db, metrics);
+    server->start();
+
+    // Serving.
+    dispatcher_done = false;
+    server_done = false;
+    asio::co_spawn(io, dispatcher->run(), [this](std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("dispatcher stopped on an error", {{"error", ex.what()}});
+            }
+        }
+        dispatcher_done = true;
+        maybe_finish();
+    });
+    asio::co_spawn(io, watch_signals(), asio::detached);
+    asio::co_spawn(io, report_status(), asio::detached);
+    std::uint64_t usec = 0;
+    if (::sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+        asio::co_spawn(io, keep_watchdog(std::chrono::microseconds(usec / 2)), asio::detached);
+
+    notify("READY=1\nSTATUS=serving");
+    log::info("ready", {{"listen", cfg.api.listen}, {"api_port", server->port()}});
+    if (opt.on_ready)
+        opt.on_ready(server->port());
+}
+
+void daemon::context::begin_stop() {
+    if (stopping)
+        return;
+    stopping = true;
+    notify("STOPPING=1\nSTATUS=stopping");
+    log::info("stopping", {{"grace_ms", static_cast<std::int64_t>(opt.grace.count())}});
+    signals.cancel();
+    watchdog.cancel();
+    status_timer.cancel();
+    if (dispatcher)
+        dispatcher->stop();
+    if (server)
+        server->stop(opt.grace, [this] {
+            server_done = true;
+            maybe_finish();
+        });
+    // Work still in flight after the grace period is released: its outbox rows stay in flight
+    // and are recovered (as "outcome unknown") at the next start.
+    grace_timer.expires_after(opt.grace + std::chrono::seconds(1));
+    grace_timer.async_wait([this](boost::system::error_code ec) {
+        if (!ec) {
+            log::warn("grace period over: releasing work in flight");
+            io.stop();
+        }
+    });
+    maybe_finish();
+}
+
+void daemon::context::maybe_finish() {
+    if (!stopping || !dispatcher_done || !server_done)
+        return;
+    grace_timer.cancel();
+    if (http)
+        asio::co_spawn(io, http->shutdown(), asio::detached);
+}
+
+void daemon::context::reload() {
+    log::info("reloading configuration and credentials");
+    try {
+        config next = load(opt);
+        secrets next_sec = load_secrets(next, true);
+        log::init(next.logging.level, next.logging.format);
+        if (next.ghl.auth != cfg.ghl.auth || next.ghl.base_url != cfg.ghl.base_url ||
+            next.api.listen != cfg.api.listen || next.database.path != cfg.database.path ||
+            next.ghl.location_id != cfg.ghl.location_id)
+            log::warn("some changes take effect only after a restart",
+                      {{"keys", "ghl.auth, ghl.base_url, ghl.location_id, api.listen, database.path"}});
+        if (pit)
+            pit->set_token(next_sec.ghl_token); // token rotation without dropping work
+        if (oauth)
+            oauth->reload();
+        sec.ghl_token = next_sec.ghl_token;
+        sec.client_secret = next_sec.client_secret;
+        if (dispatcher)
+            dispatcher->credentials_changed();
+        log::info("reloaded");
+    } catch (const std::exception& e) {
+        // A bad edit never takes a running daemon down: it keeps the last good settings.
+        log::error("reload failed; keeping the running configuration", {{"error", e.what()}});
+    }
+}
+
+asio::awaitable<void> daemon::context::watch_signals() {
+    for (;;) {
+        boost::system::error_code ec;
+        const int sig = co_await signals.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (ec)
+            co_return;
+        if (sig == SIGHUP) {
+            notify("RELOADING=1");
+            reload();
+            notify("READY=1");
+        } else {
+            begin_stop();
+            co_return;
+        }
+    }
+}
+
+asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds interval) {
+    // WATCHDOG=1 proves both threads live: the network loop (this coroutine runs on it) and the
+    // database thread (a trivial job must come back).
+    while (!stopping) {
+        bool db_alive = false;
+        try {
+            db_alive = co_await db->run([](SQLite::Database& d) { return d.execAndGet("SELECT 1").getInt() == 1; });
+        } catch (const std::exception& e) {
+            log::error("watchdog: database check failed", {{"error", e.what()}});
+        }
+        if (db_alive)
+            notify("WATCHDOG=1");
+        watchdog.expires_after(interval);
+        boost::system::error_code ec;
+        co_await watchdog.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+asio::awaitable<void> daemon::context::report_status() {
+    while (!stopping) {
+        try {
+            const auto s = co_await db->run([](SQLite::Database& d) { return store::read_status(d); });
+            std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) + ", inflight " +
+                               std::to_string(s.queue.inflight) + ", dead " + std::to_string(s.queue.dead) +
+                               "; last pull " + s.last_pull_at.value_or("never");
+            notify(line);
+            if (s.last_pull_at)
+                if (auto t = parse_iso8601(*s.last_pull_at))
+                    metrics.last_pull_age_seconds.set(
+                        static_cast<double>((system_clock::instance().now() - *t).count()) / 1000.0);
+        } catch (const std::exception& e) {
+            log::error("status report failed", {{"error", e.what()}});
+        }
+        status_timer.expires_after(std::chrono::seconds(5));
+        boost::system::error_code ec;
+        co_await status_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
+daemon::daemon(run_options opt) : opt_(std::move(opt)) {}
+
+daemon::~daemon() = default;
+
+int daemon::run() {
+    ctx_ = std::make_unique<context>(opt_);
+    context& c = *ctx_;
+    try {
+        c.start();
+    } catch (...) {
+        // A half-finished start: stop whatever did start, then report.
+        c.begin_stop();
+        c.io.restart();
+        c.io.run_for(std::chrono::seconds(5));
+        ctx_.reset();
+        throw;
+    }
+    c.io.run();
+    // Everything on the network thread has finished (or was released after the grace period).
+    c.server.reset();
+    c.dispatcher.reset();
+    c.db->stop();
+    log::info("stopped");
+    ctx_.reset();
+    return 0;
+}
+
+void daemon::request_stop() {
+    if (ctx_)
+        asio::post(ctx_->io, [c = ctx_.get()] { c->begin_stop(); });
+}
+
+void daemon::request_reload() {
+    if (ctx_)
+        asio::post(ctx_->io, [c = ctx_.get()] { c->reload(); });
+}
+
+} // namespace speak4::app
