@@ -3,7 +3,10 @@
 
 #include "cli.hpp"
 
+#include "app/auth.hpp"
 #include "app/daemon.hpp"
+#include "app/demo.hpp"
+#include "sync/reconciler.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -51,6 +54,8 @@ Keeps Speak4 contacts, tasks and notes in two-way sync with HighLevel (GHL).
 
 commands:
   run                  the daemon (foreground; systemd Type=notify)
+  demo [--dir DIR] [--port N]
+                       the whole loop against the bundled GHL simulator
   migrate              apply database migrations, print the schema version
   check-config         validate the config and credentials, print what is wrong
   emit FILE|-          validate and durably enqueue one event or JSON lines
@@ -59,6 +64,10 @@ commands:
                        inspect and repair the outbox
   audit [--since T] [--limit N] [--json]
                        recent GHL API calls
+  resync [--contact GHL_ID | --full]
+                       schedule a pull of one contact, or of everything
+  auth exchange --code CODE | auth status
+                       OAuth code exchange; token state
 
 global options:
   --config PATH        config file (default /etc/speak4-sync/speak4-sync.toml);
@@ -78,6 +87,14 @@ changes, health, metrics, webhooks) on api.listen, and logs to standard error. S
 stages (config, database, migrations, credentials, listeners) and tells systemd READY=1 only
 then. SIGTERM or SIGINT stops intake and finishes the work in flight (exit 0); SIGHUP reloads
 the config and credentials (token rotation) without dropping work.
+)"},
+        {"demo", R"(usage: speak4-sync demo [--dir DIR] [--port N]
+
+Runs the whole loop on this machine, no credentials needed: starts the bundled GHL simulator
+on loopback with sample contacts, a task, a note and an appointment; runs the daemon against
+it (local API on 127.0.0.1:N, default 18737); pushes Speak4 events, changes a record on the
+GHL side and pulls it back; prints each step and where the database is (DIR, default
+demo-data/, recreated).
 )"},
         {"migrate", R"(usage: speak4-sync migrate [--config PATH]
 
@@ -99,6 +116,20 @@ is accepted or rejected whole; a repeated event_id is accepted once.
 
 exit: 0 every event accepted (repeats included), 65 an event was rejected (nothing of it was
 written; the others were), 74 database error.
+)"},
+        {"resync", R"(usage: speak4-sync resync [--config PATH] --contact GHL_ID | --full
+
+--contact  pull that contact (and its tasks, notes, appointments) at the daemon's next turn
+--full     make the next incremental pull a full one: every contact is re-read, then deleted
+           contacts are swept
+Works while the daemon is stopped: the request is stored and carried out when it runs.
+)"},
+        {"auth", R"(usage: speak4-sync auth exchange --code CODE
+       speak4-sync auth status [--json]
+
+exchange  trades an OAuth authorization code (from the marketplace redirect) for GHL's token
+          pair and stores it in the database; clears needs_reauth (ghl.auth = "oauth")
+status    the auth mode, its state (ok or needs_reauth, with the reason) and token expiry
 )"},
         {"status", R"(usage: speak4-sync status [--config PATH] [--json]
 
@@ -317,6 +348,58 @@ int cmd_emit(const invocation& inv) {
     return rejected ? static_cast<int>(exit_code::data_err) : 0;
 }
 
+/// The auth block of `status` and `auth status`.
+struct auth_view {
+    std::string state = "ok";
+    std::optional<std::string> expires_at;
+    std::optional<std::string> reason;
+};
+
+auth_view read_auth(const config& cfg, const store::status_snapshot& s) {
+    // A private token has no expiry; OAuth reads the stored token set.
+    auth_view v;
+    if (cfg.ghl.auth != auth_mode::oauth)
+        return v;
+    v.state = "needs_reauth";
+    v.reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
+    for (const auto& o : s.oauth)
+        if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
+            v.state = o.state;
+            v.reason = o.reason;
+            v.expires_at = o.expires_at;
+        }
+    return v;
+}
+
+int cmd_status_auth(const invocation& inv, const config& cfg) {
+    bool as_json = false;
+    for (const auto& a : inv.args) {
+        if (a == "--json")
+            as_json = true;
+        else
+            usage("auth status: unknown option " + a);
+    }
+    auto db = open_db(inv, cfg);
+    const auth_view v = read_auth(cfg, store::read_status(*db));
+    if (as_json) {
+        bj::object o{{"mode", to_string(cfg.ghl.auth)},
+                     {"state", v.state},
+                     {"expires_at", v.expires_at ? bj::value(*v.expires_at) : bj::value(nullptr)},
+                     {"location_id", cfg.ghl.location_id}};
+        if (v.reason)
+            o["reason"] = *v.reason;
+        std::printf("%s\n", bj::serialize(o).c_str());
+    } else {
+        std::printf("mode      %s\nlocation  %s\nstate     %s\n", std::string(to_string(cfg.ghl.auth)).c_str(),
+                    cfg.ghl.location_id.c_str(), v.state.c_str());
+        if (v.expires_at)
+            std::printf("expires   %s\n", v.expires_at->c_str());
+        if (v.reason)
+            std::printf("reason    %s\n", v.reason->c_str());
+    }
+    return v.state == "ok" ? 0 : static_cast<int>(exit_code::unavailable);
+}
+
 int cmd_status(const invocation& inv) {
     bool as_json = false;
     for (const auto& a : inv.args) {
@@ -329,20 +412,10 @@ int cmd_status(const invocation& inv) {
     auto db = open_db(inv, cfg);
     const auto s = store::read_status(*db);
 
-    // Auth state: a private token has no expiry; OAuth reads the stored token set.
-    std::string auth_state = "ok";
-    std::optional<std::string> expires_at;
-    std::optional<std::string> auth_reason;
-    if (cfg.ghl.auth == auth_mode::oauth) {
-        auth_state = "needs_reauth";
-        auth_reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
-        for (const auto& o : s.oauth)
-            if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
-                auth_state = o.state;
-                auth_reason = o.reason;
-                expires_at = o.expires_at;
-            }
-    }
+    const auth_view auth = read_auth(cfg, s);
+    const std::string& auth_state = auth.state;
+    const std::optional<std::string>& expires_at = auth.expires_at;
+    const std::optional<std::string>& auth_reason = auth.reason;
     auto cursor_int = [&](const char* name) -> std::optional<long long> {
         auto it = s.cursors.find(name);
         if (it == s.cursors.end())
@@ -561,6 +634,84 @@ int cmd_run(const invocation& inv) {
     }
 }
 
+int cmd_demo(const invocation& inv) {
+    app::demo_options opt;
+    for (std::size_t i = 0; i < inv.args.size(); ++i) {
+        if (inv.args[i] == "--dir" && i + 1 < inv.args.size())
+            opt.dir = inv.args[++i];
+        else if (inv.args[i] == "--port" && i + 1 < inv.args.size())
+            opt.api_port = static_cast<unsigned short>(parse_count("--port", inv.args[++i], 1, 65535));
+        else
+            usage("demo: unknown option " + inv.args[i]);
+    }
+    return app::run_demo(opt);
+}
+
+int cmd_resync(const invocation& inv) {
+    std::optional<std::string> contact;
+    bool full = false;
+    for (std::size_t i = 0; i < inv.args.size(); ++i) {
+        if (inv.args[i] == "--full")
+            full = true;
+        else if (inv.args[i] == "--contact" && i + 1 < inv.args.size())
+            contact = inv.args[++i];
+        else
+            usage("resync: unknown option " + inv.args[i]);
+    }
+    if (full == contact.has_value())
+        usage("resync takes --contact GHL_ID or --full");
+    const config cfg = load(inv);
+    auto db = open_db(inv, cfg);
+    if (full) {
+        sync::request_full_resync(*db, system_clock::instance().now());
+        std::printf("full resync scheduled: the next pull re-reads every contact\n");
+        return 0;
+    }
+    // A pull of one contact is what contact.opened asks for: reuse intake (stub row, coalescing).
+    const std::string text =
+        bj::serialize(bj::object{{"type", "contact.opened"}, {"contact", bj::object{{"ghl_id", *contact}}}});
+    auto ev = sync::parse_event(text, cfg.rules.field_map);
+    if (!ev) {
+        std::fprintf(stderr, "resync: --contact: %s\n", ev.error().message.c_str());
+        return static_cast<int>(exit_code::data_err);
+    }
+    sync::intake in(*db, system_clock::instance());
+    auto r = in.accept(*ev, text);
+    if (!r) {
+        std::fprintf(stderr, "resync: %s\n", r.error().message.c_str());
+        return static_cast<int>(r.error().what == sync::intake_error::kind::io ? exit_code::io_err : exit_code::data_err);
+    }
+    std::printf("pull of contact %s scheduled\n", contact->c_str());
+    return 0;
+}
+
+int cmd_auth(const invocation& inv) {
+    if (inv.args.empty())
+        usage("auth needs a subcommand: exchange --code CODE, or status");
+    const config cfg = load(inv);
+    if (inv.args[0] == "exchange") {
+        if (inv.args.size() != 3 || inv.args[1] != "--code" || inv.args[2].empty())
+            usage("auth exchange takes --code CODE");
+        const secrets sec = load_secrets(cfg, true);
+        auto r = app::exchange_code(cfg, sec, secret(inv.args[2]));
+        if (!r) {
+            std::fprintf(stderr, "auth exchange: %s\n", r.error().c_str());
+            return static_cast<int>(exit_code::unavailable);
+        }
+        std::printf("authorized location %s (%s), scope \"%s\"; access token valid until %s\n",
+                    r->location_id.c_str(), r->user_type.c_str(), r->scope.c_str(),
+                    format_iso8601(r->expires_at).c_str());
+        std::printf("a running daemon picks the new tokens up on SIGHUP (systemctl reload speak4-sync)\n");
+        return 0;
+    }
+    if (inv.args[0] == "status") {
+        invocation st = inv;
+        st.args.assign(inv.args.begin() + 1, inv.args.end());
+        return cmd_status_auth(st, cfg);
+    }
+    usage("auth: unknown subcommand " + inv.args[0]);
+}
+
 using command_fn = int (*)(const invocation&);
 
 const std::map<std::string, command_fn>& commands() {
@@ -568,7 +719,8 @@ const std::map<std::string, command_fn>& commands() {
         {"migrate", cmd_migrate}, {"check-config", cmd_check_config},
         {"emit", cmd_emit},       {"status", cmd_status},
         {"queue", cmd_queue},     {"audit", cmd_audit},
-        {"run", cmd_run},
+        {"run", cmd_run},         {"resync", cmd_resync},
+        {"auth", cmd_auth},       {"demo", cmd_demo},
     };
     return c;
 }

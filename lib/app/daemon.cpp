@@ -10,6 +10,7 @@
 #include "store/migrations.hpp"
 #include "sync/dispatcher.hpp"
 #include "sync/oauth_store.hpp"
+#include "sync/reconciler.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -70,10 +71,12 @@ struct daemon::context {
     std::shared_ptr<ghl::oauth_token_provider> oauth;
     std::shared_ptr<ghl::token_provider> tokens;
     std::unique_ptr<sync::dispatcher> dispatcher;
+    std::unique_ptr<sync::reconciler> reconciler;
     std::unique_ptr<api::server> server;
 
     bool stopping = false;
     bool dispatcher_done = true;
+    bool reconciler_done = true;
     bool server_done = true;
 
     void start();
@@ -129,6 +132,8 @@ void daemon::context::start() {
     }
     sync::ghl_access access{http, tokens, limiter, ghl::client_options_from(cfg.ghl, request_metrics())};
     dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access, sync::dispatcher_options_from(cfg));
+    reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access, sync::reconciler_options_from(cfg));
+    dispatcher->set_pull(reconciler->pull_function());
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
@@ -145,6 +150,7 @@ void daemon::context::start() {
 
     // Serving.
     dispatcher_done = false;
+    reconciler_done = false;
     server_done = false;
     asio::co_spawn(io, dispatcher->run(), [this](std::exception_ptr e) {
         if (e) {
@@ -155,6 +161,17 @@ void daemon::context::start() {
             }
         }
         dispatcher_done = true;
+        maybe_finish();
+    });
+    asio::co_spawn(io, reconciler->run(), [this](std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                log::error("reconciler stopped on an error", {{"error", ex.what()}});
+            }
+        }
+        reconciler_done = true;
         maybe_finish();
     });
     asio::co_spawn(io, watch_signals(), asio::detached);
@@ -180,6 +197,8 @@ void daemon::context::begin_stop() {
     status_timer.cancel();
     if (dispatcher)
         dispatcher->stop();
+    if (reconciler)
+        reconciler->stop();
     if (server)
         server->stop(opt.grace, [this] {
             server_done = true;
@@ -198,7 +217,7 @@ void daemon::context::begin_stop() {
 }
 
 void daemon::context::maybe_finish() {
-    if (!stopping || !dispatcher_done || !server_done)
+    if (!stopping || !dispatcher_done || !reconciler_done || !server_done)
         return;
     grace_timer.cancel();
     if (http)
@@ -308,6 +327,7 @@ int daemon::run() {
     // Everything on the network thread has finished (or was released after the grace period).
     c.server.reset();
     c.dispatcher.reset();
+    c.reconciler.reset();
     c.db->stop();
     log::info("stopped");
     ctx_.reset();

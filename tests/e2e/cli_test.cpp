@@ -247,3 +247,12 @@ TEST_F(cli, a_database_from_a_newer_binary_is_refused) {
     EXPECT_EQ(r.exit_code, 74);
     EXPECT_NE(r.err.find("newer than this binary"), std::string::npos) << r.err;
 }
+
+TEST(demo, runs_the_whole_loop_against_the_bundled_simulator) {
+    temp_dir dir;
+    auto r = run_cli({"demo", "--dir", (dir / "demo").string(), "--port", std::to_string(free_port())}, "", 120);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("demo finished: every step passed"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
+    EXPECT_TRUE(std::filesystem::exists(dir / "demo" / "speak4-sync.db"));
+}

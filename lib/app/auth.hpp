@@ -1,0 +1,18 @@
+#pragma once
+// `speak4-sync auth exchange --code CODE`: trades an OAuth authorization code for GHL's token
+// pair and commits it to the database (oauth_tokens), without a running daemon.
+
+#include "core/config.hpp"
+#include "ghl/auth.hpp"
+
+#include <boost/system/result.hpp>
+
+namespace speak4::app {
+
+/// Runs the exchange on its own event loop. Returns what was obtained, or the error
+/// ("POST /oauth/token: 400: Invalid grant: ..."). Throws config_error for a config that cannot
+/// do OAuth (auth is not "oauth", client_id or the client secret missing).
+boost::system::result<ghl::token_info, std::string> exchange_code(const config& cfg, const secrets& sec,
+                                                                  const secret& code);
+
+} // namespace speak4::app
