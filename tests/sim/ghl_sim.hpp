@@ -1,0 +1,195 @@
+#pragma once
+// ghl-sim: an in-process emulation of the GHL Contacts API v2 (see ../shared/ghl-api.md) over
+// HTTP or HTTPS on loopback, with fault injection and an admin interface. Used by integration
+// and e2e tests, by the `ghl-sim` binary, and by `speak4-sync demo`.
+//
+// Threading: the server runs its own io_context thread(s); every public method is thread-safe.
+//
+// NOTE FOR IMPLEMENTERS: the declarations below are a contract other code already uses
+// (the GHL client's tests, demo). Extend freely; do not rename or remove.
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace speak4::sim {
+
+/// A throw-away PKI generated at run time: a CA and a server certificate signed by it.
+struct test_pki {
+    std::string ca_cert_pem;
+    std::string server_cert_pem;
+    std::string server_key_pem;
+};
+
+/// Generates a fresh CA and a server certificate for `dns_names` (SAN DNS) plus IP 127.0.0.1.
+test_pki make_test_pki(const std::vector<std::string>& dns_names = {"localhost"});
+
+/// Injected faults; rates are probabilities in [0, 1] drawn per request (seeded).
+struct fault_config {
+    double error_rate = 0; // answer with one of `error_statuses` without applying
+    std::vector<int> error_statuses = {500};
+    double drop_after_apply_rate = 0;  // apply the write, then close the connection unanswered
+    double drop_before_apply_rate = 0; // close the connection without applying
+    double malformed_rate = 0;         // answer 200/201 with a body that is not JSON
+    double timeout_rate = 0;           // read the request and never answer (until closed)
+    int latency_ms = 0;                // added before every answer
+    double slow_body_rate = 0;         // send the body a few bytes at a time
+
+    // Additions (not part of the original contract):
+    /// Route templates the faults apply to ("PUT /contacts/:contactId", "POST /oauth/token");
+    /// empty: every non-admin route.
+    std::vector<std::string> routes;
+    long long skip_first = 0;       // let the first N eligible requests through untouched
+    long long max_faults = -1;      // stop injecting after this many faults (-1: never)
+    int slow_body_chunk_bytes = 16; // slow bodies: bytes per write
+    int slow_body_delay_ms = 10;    // slow bodies: pause between writes
+};
+
+struct options {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 0; // 0: pick a free port
+    bool tls = false;
+    test_pki pki; // used when tls
+    std::string location_id = "simLocation000000001";
+    std::vector<std::string> static_tokens = {"sim-private-token"}; // accepted bearer tokens (PIT)
+    std::string client_id = "sim-client-id";
+    std::string client_secret = "sim-client-secret";
+    int access_token_ttl_seconds = 86399;
+    bool rate_limit = true;
+    int burst = 100; // per location, per window
+    int window_ms = 10000;
+    long long daily = 200000;
+    bool send_retry_after = false; // add Retry-After to 429s
+    bool allow_duplicates = false; // location setting "Allow Duplicate Contact"
+    std::uint32_t seed = 1;
+
+    // Additions (not part of the original contract):
+    bool require_version = true; // 400 unless `Version: 2021-07-28`
+    std::string company_id = "simCompany0000000001";
+    std::string user_id = "simUser0000000000001";
+    std::string scope = "contacts.readonly contacts.write";
+    /// Status for an unknown task or note id (the contact itself answers GHL's 400
+    /// "Contact with id X not found"); the spec documents neither, clients must treat both as gone.
+    int subresource_not_found_status = 404;
+    std::size_t max_body_bytes = std::size_t{1024} * 1024;
+    std::size_t max_request_log = 200000; // requests() keeps at most this many (oldest dropped)
+    /// Webhook target ("http://127.0.0.1:PORT/webhooks/ghl"); empty: events are only recorded.
+    std::string webhook_url;
+    bool webhooks_on_api_writes = true; // GHL also fires events for changes made over the API
+    bool webhook_rsa_signature = true;  // also send the legacy x-wh-signature (RSA-SHA256)
+    int webhook_retry_delay_ms = 1000;  // GHL retries only 429s, ~10 min apart; shortened here
+    int webhook_max_retries = 6;
+    int webhook_timeout_ms = 5000;
+};
+
+/// One request as the simulator saw it (for tests that assert what a client sent).
+struct request_record {
+    std::string method;
+    std::string route;  // route template, "PUT /contacts/:contactId"
+    std::string target; // path and query as sent
+    int status = 0;     // 0: no answer (dropped or held)
+    std::string fault;  // "", "error", "drop_before", "drop_after", "timeout",
+                        // "malformed", "slow", "rate_limited"
+    std::string body;   // request body (first 64 KiB)
+};
+
+/// One webhook the simulator produced (and delivered, when a target is configured).
+struct webhook_record {
+    std::string type; // "ContactCreate", …
+    std::string webhook_id;
+    std::string body;          // exact bytes signed and sent
+    std::string ghl_signature; // x-ghl-signature (base64 Ed25519)
+    std::string wh_signature;  // x-wh-signature (base64 RSA-SHA256), may be empty
+    int status = -1;           // last HTTP status; 0: connection failed; -1: not sent
+    int attempts = 0;
+};
+
+/// Counters of what the simulator saw.
+struct stats {
+    long long requests = 0;                    // every request received
+    long long rate_limited = 0;                // 429s sent
+    std::map<std::string, long long> by_route; // "POST /contacts/" -> n (route templates)
+
+    // Additions (not part of the original contract):
+    std::map<int, long long> by_status; // 201 -> n (answered requests)
+    /// Entities created over the API: "contact", "task", "note" -> n (admin seeding not counted).
+    std::map<std::string, long long> creates;
+    /// API creations by natural key, to assert "created exactly once":
+    /// "contact email:<lowercased>" (or "contact phone:<digits>", "contact id:<id>"),
+    /// "task <contactId> <title>", "note <contactId> <body>".
+    std::map<std::string, long long> creates_by_key;
+    std::map<std::string, long long> faults; // "error", "drop_after", … -> n
+    long long webhooks_sent = 0;             // delivered with a 2xx
+    long long webhooks_failed = 0;           // gave up (non-2xx, no connection)
+};
+
+class server {
+public:
+    explicit server(options opt);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    void start(); // binds and starts serving; returns when listening
+    void stop();  // idempotent
+    std::uint16_t port() const;
+    std::string base_url() const; // "http://127.0.0.1:PORT" or "https://localhost:PORT"
+
+    // --- admin (also reachable over HTTP under /_sim/) ---
+    /// Adds a contact (GHL field names); returns its id. dateAdded/dateUpdated set to now.
+    std::string seed_contact(const boost::json::object& fields);
+    std::string seed_task(const std::string& contact_id, const boost::json::object& fields);
+    std::string seed_note(const std::string& contact_id, const boost::json::object& fields);
+    std::string seed_appointment(const std::string& contact_id, const boost::json::object& fields);
+    /// Changes a contact "remotely" (as a GHL user would); bumps dateUpdated.
+    void update_contact(const std::string& id, const boost::json::object& patch);
+    void delete_contact(const std::string& id);
+    /// Everything the simulator holds: {"contacts":[…],"tasks":[…],"notes":[…],"appointments":[…]}.
+    boost::json::value state() const;
+    void set_faults(const fault_config& f);
+    stats get_stats() const;
+    /// An authorization code for the OAuth code exchange.
+    std::string issue_auth_code();
+
+    // --- additions (not part of the original contract) ---
+    /// Creates `n` contacts fast (deterministic names, unique emails and phones, distinct
+    /// dateAdded/dateUpdated in the past); returns their ids. Also POST /_sim/bulk_seed.
+    std::vector<std::string> seed_contacts(std::size_t n);
+    std::vector<request_record> requests() const;
+    std::vector<webhook_record> webhooks() const;
+    fault_config faults() const;
+    /// Clears contacts, tasks, notes, appointments, stats, the request log, faults and rate-limit
+    /// counters; OAuth grants and settings stay.
+    void reset();
+    /// "Location is not active": token grants fail with 400 until reactivated.
+    void set_location_active(bool active);
+    void set_allow_duplicates(bool allow);
+    void set_rate_limits(bool enabled, int burst, int window_ms, long long daily);
+    /// Makes every OAuth access token issued so far expired (API calls with them get 401).
+    void expire_access_tokens();
+    /// Starts (or, with "", stops) delivering webhooks to `url`.
+    void set_webhook_url(const std::string& url);
+    /// Signs `payload` (adding timestamp/webhookId/locationId when missing) and records and
+    /// delivers it like an event, e.g. to replay an old webhook. Returns the exact body.
+    std::string send_webhook(const boost::json::object& payload);
+    /// The test Ed25519 key (x-ghl-signature) and legacy RSA key (x-wh-signature), PEM SPKI.
+    std::string webhook_public_key_pem() const;
+    std::string webhook_rsa_public_key_pem() const;
+    /// Base64 signatures over `body`, as the simulator sends them.
+    std::string sign_webhook(const std::string& body) const;
+    std::string sign_webhook_rsa(const std::string& body) const;
+    /// The PKI in use (generated at start() when tls and none was given).
+    test_pki pki() const;
+    const std::string& location_id() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace speak4::sim
