@@ -42,7 +42,8 @@ void check_names(const std::string& name, const std::vector<std::string>& labels
             throw std::invalid_argument("metric " + name + ": label name '" + labels[i] +
                                         "' is not valid");
         if (histogram && labels[i] == "le")
-            throw std::invalid_argument("metric " + name + ": label 'le' is reserved for histograms");
+            throw std::invalid_argument("metric " + name +
+                                        ": label 'le' is reserved for histograms");
         for (std::size_t j = 0; j < i; ++j)
             if (labels[j] == labels[i])
                 throw std::invalid_argument("metric " + name + ": label '" + labels[i] +
@@ -61,15 +62,19 @@ void check_buckets(const std::string& name, const std::vector<double>& b) {
 
 const char* type_name(metric_type t) {
     switch (t) {
-    case metric_type::counter: return "counter";
-    case metric_type::gauge: return "gauge";
-    case metric_type::histogram: return "histogram";
+    case metric_type::counter:
+        return "counter";
+    case metric_type::gauge:
+        return "gauge";
+    case metric_type::histogram:
+        return "histogram";
     }
     return "untyped";
 }
 
 /// `{a="x",b="y"` without the closing brace (so "le" can be appended), or "" when empty.
-std::string label_prefix(const std::vector<std::string>& names, const std::vector<std::string>& values) {
+std::string label_prefix(const std::vector<std::string>& names,
+                         const std::vector<std::string>& values) {
     std::string out;
     for (std::size_t i = 0; i < names.size() && i < values.size(); ++i) {
         out += i == 0 ? "{" : ",";
@@ -81,7 +86,9 @@ std::string label_prefix(const std::vector<std::string>& names, const std::vecto
     return out;
 }
 
-std::string close_labels(const std::string& prefix) { return prefix.empty() ? "" : prefix + "}"; }
+std::string close_labels(const std::string& prefix) {
+    return prefix.empty() ? "" : prefix + "}";
+}
 
 void sample(std::string& out, const std::string& name, const std::string& labels, double v) {
     out += name;
@@ -200,7 +207,8 @@ T& family<T>::with(const std::vector<std::string>& values) {
 }
 
 template <class T>
-void family<T>::for_each(const std::function<void(const std::vector<std::string>&, const T&)>& fn) const {
+void family<T>::for_each(
+    const std::function<void(const std::vector<std::string>&, const T&)>& fn) const {
     std::lock_guard lock(mutex_);
     for (const auto& [labels, s] : series_)
         fn(labels, *s);
@@ -317,7 +325,11 @@ std::string registry::render() const {
                 for (std::size_t i = 0; i < s.cumulative.size(); ++i) {
                     const std::string le =
                         i < s.upper_bounds.size() ? format_value(s.upper_bounds[i]) : "+Inf";
-                    sample(out, fam.name() + "_bucket", open + "le=\"" + le + "\"}",
+                    std::string labels = open;
+                    labels += "le=\"";
+                    labels += le;
+                    labels += "\"}";
+                    sample(out, fam.name() + "_bucket", labels,
                            static_cast<double>(s.cumulative[i]));
                 }
                 sample(out, fam.name() + "_sum", close_labels(prefix), s.sum);
@@ -381,18 +393,20 @@ std::string format_value(double v) {
 // --- daemon_metrics --------------------------------------------------------------------------
 
 namespace {
-std::vector<double> batch_buckets() { return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}; }
+std::vector<double> batch_buckets() {
+    return {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+}
 } // namespace
 
 daemon_metrics::daemon_metrics(registry& r)
     : reg(r)
-    , events_total(r.counter("speak4_events_total", "Speak4 events received, by outcome.",
-                             {"outcome"}))
+    , events_total(
+          r.counter("speak4_events_total", "Speak4 events received, by outcome.", {"outcome"}))
     , event_batches_total(r.counter("speak4_event_batches_total",
                                     "Group commits of Speak4 events (one transaction each).")
                               .get())
-    , event_batch_size(r.histogram("speak4_event_batch_size", "Events per group commit.",
-                                   batch_buckets()))
+    , event_batch_size(
+          r.histogram("speak4_event_batch_size", "Events per group commit.", batch_buckets()))
     , http_requests_total(r.counter("speak4_http_requests_total",
                                     "Requests to the local HTTP API, by route and status.",
                                     {"path", "status"}))
@@ -401,15 +415,14 @@ daemon_metrics::daemon_metrics(registry& r)
     , webhooks_total(
           r.counter("speak4_webhooks_total", "GHL webhooks received, by outcome.", {"outcome"}))
     , outbox(r.gauge("speak4_outbox", "Outbox rows by state.", {"state"}))
-    , dead_letters(
-          r.gauge("speak4_dead_letters", "Outbox rows that gave up (state dead).").get())
+    , dead_letters(r.gauge("speak4_dead_letters", "Outbox rows that gave up (state dead).").get())
     , changes_last_seq(r.gauge("speak4_changes_last_seq", "Last seq of the change feed.").get())
     , ghl_requests_total(r.counter("speak4_ghl_requests_total",
                                    "Requests sent to GHL, by HTTP status (error: no answer).",
                                    {"status"}))
-    , ghl_request_duration_seconds(r.histogram("speak4_ghl_request_duration_seconds",
-                                               "Latency of requests sent to GHL.")
-                                       .get())
+    , ghl_request_duration_seconds(
+          r.histogram("speak4_ghl_request_duration_seconds", "Latency of requests sent to GHL.")
+              .get())
     , ghl_rate_limit_remaining(
           r.gauge("speak4_ghl_rate_limit_remaining",
                   "X-RateLimit-Remaining of the last GHL response (requests left in the window).")

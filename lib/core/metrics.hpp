@@ -49,8 +49,8 @@ public:
     void observe(double v) noexcept;
 
     struct snapshot {
-        std::vector<double> upper_bounds;        // without +Inf
-        std::vector<std::uint64_t> cumulative;   // one per bound, then one for +Inf
+        std::vector<double> upper_bounds;      // without +Inf
+        std::vector<std::uint64_t> cumulative; // one per bound, then one for +Inf
         double sum = 0;
         std::uint64_t count = 0;
     };
@@ -146,7 +146,7 @@ public:
 
 private:
     struct entry {
-        metric_type type;
+        metric_type type = metric_type::counter;
         std::unique_ptr<counter_family> c;
         std::unique_ptr<gauge_family> g;
         std::unique_ptr<histogram_family> h;
