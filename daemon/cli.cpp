@@ -6,7 +6,6 @@
 #include "app/auth.hpp"
 #include "app/daemon.hpp"
 #include "app/demo.hpp"
-#include "sync/reconciler.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -16,13 +15,13 @@
 #include "store/migrations.hpp"
 #include "sync/event.hpp"
 #include "sync/intake.hpp"
+#include "sync/reconciler.hpp"
 
 #include <SQLiteCpp/Exception.h>
 #include <boost/json/serialize.hpp>
-
 #include <charconv>
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -155,18 +154,23 @@ row, rate-limit remaining, traceId, error. T is ISO-8601 ("2026-11-27T10:00:00Z"
 
 // --- small helpers -----------------------------------------------------------------------
 
-[[noreturn]] void usage(const std::string& msg) { throw usage_error(msg); }
+[[noreturn]] void usage(const std::string& msg) {
+    throw usage_error(msg);
+}
 
 long long parse_count(const std::string& flag, const std::string& v, long long min, long long max) {
     long long n = 0;
     const auto* end = v.data() + v.size();
     auto [p, ec] = std::from_chars(v.data(), end, n);
     if (ec != std::errc{} || p != end || n < min || n > max)
-        usage(flag + " must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+        usage(flag + " must be a whole number from " + std::to_string(min) + " to " +
+              std::to_string(max));
     return n;
 }
 
-std::string now_iso() { return format_iso8601(system_clock::instance().now()); }
+std::string now_iso() {
+    return format_iso8601(system_clock::instance().now());
+}
 
 /// "2h" -> now - 2h; an ISO-8601 time as is (normalized).
 std::string parse_since(const std::string& v) {
@@ -177,7 +181,11 @@ std::string parse_since(const std::string& v) {
         long long n = 0;
         const auto* end = v.data() + v.size() - 1;
         auto [p, ec] = std::from_chars(v.data(), end, n);
-        long long mult = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
+        long long mult = unit == 's'   ? 1
+                         : unit == 'm' ? 60
+                         : unit == 'h' ? 3600
+                         : unit == 'd' ? 86400
+                                       : 0;
         if (ec == std::errc{} && p == end && mult && n >= 0 && n < 100LL * 365 * 86400 / mult)
             return format_iso8601(system_clock::instance().now() - std::chrono::seconds(n * mult));
     }
@@ -221,9 +229,12 @@ int cmd_check_config(const invocation& inv) {
     const secrets sec = load_secrets(cfg, true);
     std::vector<std::string> problems;
     if (cfg.ghl.location_id.empty())
-        problems.push_back("ghl.location_id: is required to sync (set it to the GHL sub-account id)");
-    if (cfg.webhooks.enabled && cfg.webhooks.public_key_file.empty() && cfg.webhooks.rsa_public_key_file.empty())
-        problems.push_back("webhooks.public_key_file: webhooks are enabled but no public key is configured");
+        problems.push_back(
+            "ghl.location_id: is required to sync (set it to the GHL sub-account id)");
+    if (cfg.webhooks.enabled && cfg.webhooks.public_key_file.empty() &&
+        cfg.webhooks.rsa_public_key_file.empty())
+        problems.push_back(
+            "webhooks.public_key_file: webhooks are enabled but no public key is configured");
     if (sec.api_token.empty())
         std::printf("note: no api.token_file: the local API will refuse /v1/* requests\n");
     for (const auto& p : problems)
@@ -275,7 +286,8 @@ int cmd_emit(const invocation& inv) {
         std::size_t line_no = 0, pos = 0;
         while (pos <= text.size()) {
             const std::size_t nl = text.find('\n', pos);
-            std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+            std::string line =
+                text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
             ++line_no;
             if (line.find_first_not_of(" \t\r") != std::string::npos)
                 inputs.push_back({line_no, std::move(line)});
@@ -285,7 +297,8 @@ int cmd_emit(const invocation& inv) {
         }
     }
     if (inputs.empty()) {
-        std::fprintf(stderr, "emit: %s holds no event\n", inputs.empty() && inv.args[0] == "-" ? "standard input" : inv.args[0].c_str());
+        std::fprintf(stderr, "emit: %s holds no event\n",
+                     inputs.empty() && inv.args[0] == "-" ? "standard input" : inv.args[0].c_str());
         return static_cast<int>(exit_code::data_err);
     }
 
@@ -312,12 +325,14 @@ int cmd_emit(const invocation& inv) {
                 seq = std::max(seq, results[i]->seq);
             } else if (results[i].error().what == sync::intake_error::kind::io) {
                 io_failed = true;
-                std::fprintf(stderr, "emit: %s%s\n", where(*batch_src[i]).c_str(), results[i].error().message.c_str());
+                std::fprintf(stderr, "emit: %s%s\n", where(*batch_src[i]).c_str(),
+                             results[i].error().message.c_str());
             } else {
                 ++rejected;
                 std::fprintf(stderr, "emit: %srejected: %s\n", where(*batch_src[i]).c_str(),
                              results[i].error().message.c_str());
-                log::warn("event rejected", {{"field", results[i].error().field}, {"error", results[i].error().message}});
+                log::warn("event rejected", {{"field", results[i].error().field},
+                                             {"error", results[i].error().message}});
             }
         }
         batch.clear();
@@ -327,8 +342,10 @@ int cmd_emit(const invocation& inv) {
         auto ev = sync::parse_event(le.body, cfg.rules.field_map);
         if (!ev) {
             ++rejected;
-            std::fprintf(stderr, "emit: %srejected: %s\n", where(le).c_str(), ev.error().message.c_str());
-            log::warn("event rejected", {{"field", ev.error().field}, {"error", ev.error().message}});
+            std::fprintf(stderr, "emit: %srejected: %s\n", where(le).c_str(),
+                         ev.error().message.c_str());
+            log::warn("event rejected",
+                      {{"field", ev.error().field}, {"error", ev.error().message}});
             continue;
         }
         batch.push_back({std::move(*ev), le.body});
@@ -390,8 +407,9 @@ int cmd_status_auth(const invocation& inv, const config& cfg) {
             o["reason"] = *v.reason;
         std::printf("%s\n", bj::serialize(o).c_str());
     } else {
-        std::printf("mode      %s\nlocation  %s\nstate     %s\n", std::string(to_string(cfg.ghl.auth)).c_str(),
-                    cfg.ghl.location_id.c_str(), v.state.c_str());
+        std::printf("mode      %s\nlocation  %s\nstate     %s\n",
+                    std::string(to_string(cfg.ghl.auth)).c_str(), cfg.ghl.location_id.c_str(),
+                    v.state.c_str());
         if (v.expires_at)
             std::printf("expires   %s\n", v.expires_at->c_str());
         if (v.reason)
@@ -434,7 +452,11 @@ int cmd_status(const invocation& inv) {
         for (const auto& [k, v] : s.cursors)
             cursors[k] = v;
         bj::object out{
-            {"queue", {{"pending", s.queue.pending}, {"inflight", s.queue.inflight}, {"done", s.queue.done}, {"dead", s.queue.dead}}},
+            {"queue",
+             {{"pending", s.queue.pending},
+              {"inflight", s.queue.inflight},
+              {"done", s.queue.done},
+              {"dead", s.queue.dead}}},
             {"cursors", std::move(cursors)},
             {"last_pull_at", s.last_pull_at ? bj::value(*s.last_pull_at) : bj::value(nullptr)},
             {"rate_limit",
@@ -458,8 +480,8 @@ int cmd_status(const invocation& inv) {
     std::printf("queue      pending %lld  inflight %lld  done %lld  dead %lld\n", s.queue.pending,
                 s.queue.inflight, s.queue.done, s.queue.dead);
     if (s.queue.dead)
-        std::printf("           %lld dead letter%s: `speak4-sync queue list --state dead`\n", s.queue.dead,
-                    s.queue.dead == 1 ? "" : "s");
+        std::printf("           %lld dead letter%s: `speak4-sync queue list --state dead`\n",
+                    s.queue.dead, s.queue.dead == 1 ? "" : "s");
     std::printf("mirror     contacts %lld  tasks %lld  notes %lld\n", s.contacts, s.tasks, s.notes);
     std::printf("changes    seq %lld\n", s.changes_seq);
     std::printf("last pull  %s\n", s.last_pull_at ? s.last_pull_at->c_str() : "never");
@@ -470,8 +492,8 @@ int cmd_status(const invocation& inv) {
     std::printf("rate limit %s remaining in window, %s today\n",
                 rl_remaining ? std::to_string(*rl_remaining).c_str() : "unknown",
                 rl_daily ? std::to_string(*rl_daily).c_str() : "unknown");
-    std::printf("auth       %s: %s%s%s\n", std::string(to_string(cfg.ghl.auth)).c_str(), auth_state.c_str(),
-                expires_at ? (", expires " + *expires_at).c_str() : "",
+    std::printf("auth       %s: %s%s%s\n", std::string(to_string(cfg.ghl.auth)).c_str(),
+                auth_state.c_str(), expires_at ? (", expires " + *expires_at).c_str() : "",
                 auth_reason ? (" (" + *auth_reason + ")").c_str() : "");
     return 0;
 }
@@ -509,7 +531,8 @@ int cmd_queue(const invocation& inv) {
                 as_json = true;
             else if (a == "--state" && i + 1 < inv.args.size()) {
                 state = inv.args[++i];
-                if (*state != "pending" && *state != "inflight" && *state != "done" && *state != "dead")
+                if (*state != "pending" && *state != "inflight" && *state != "done" &&
+                    *state != "dead")
                     usage("--state must be pending, inflight, done or dead");
             } else if (a == "--limit" && i + 1 < inv.args.size())
                 limit = static_cast<int>(parse_count("--limit", inv.args[++i], 1, 100000));
@@ -525,12 +548,12 @@ int cmd_queue(const invocation& inv) {
             std::printf("outbox is empty%s\n", state ? (" (state " + *state + ")").c_str() : "");
             return 0;
         }
-        std::printf("%-8s %-10s %-8s %-9s %-9s %-8s %-24s %s\n", "ID", "OP", "ENTITY", "ENTITY_ID", "STATE",
-                    "ATTEMPTS", "NEXT_ATTEMPT_AT", "LAST_ERROR");
+        std::printf("%-8s %-10s %-8s %-9s %-9s %-8s %-24s %s\n", "ID", "OP", "ENTITY", "ENTITY_ID",
+                    "STATE", "ATTEMPTS", "NEXT_ATTEMPT_AT", "LAST_ERROR");
         for (const auto& r : rows)
-            std::printf("%-8lld %-10s %-8s %-9lld %-9s %-8d %-24s %s\n", r.id, r.op.c_str(), r.entity.c_str(),
-                        r.entity_id, r.state.c_str(), r.attempts, r.next_attempt_at.c_str(),
-                        r.last_error ? r.last_error->c_str() : "");
+            std::printf("%-8lld %-10s %-8s %-9lld %-9s %-8d %-24s %s\n", r.id, r.op.c_str(),
+                        r.entity.c_str(), r.entity_id, r.state.c_str(), r.attempts,
+                        r.next_attempt_at.c_str(), r.last_error ? r.last_error->c_str() : "");
         return 0;
     }
     if (sub == "retry") {
@@ -604,12 +627,13 @@ int cmd_audit(const invocation& inv) {
         return 0;
     }
     auto num = [](const auto& o) { return o ? std::to_string(*o) : std::string("-"); };
-    std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", "TS", "METHOD", "PATH", "STATUS", "MS", "ATTEMPT",
-                "OUTBOX", "ERROR");
+    std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", "TS", "METHOD", "PATH", "STATUS", "MS",
+                "ATTEMPT", "OUTBOX", "ERROR");
     for (const auto& r : rows)
-        std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", r.ts.c_str(), r.method.c_str(), r.path.c_str(),
-                    num(r.status).c_str(), num(r.latency_ms).c_str(), num(r.attempt).c_str(),
-                    num(r.outbox_id).c_str(), r.error ? r.error->c_str() : "");
+        std::printf("%-24s %-6s %-40s %-6s %-7s %-7s %-7s %s\n", r.ts.c_str(), r.method.c_str(),
+                    r.path.c_str(), num(r.status).c_str(), num(r.latency_ms).c_str(),
+                    num(r.attempt).c_str(), num(r.outbox_id).c_str(),
+                    r.error ? r.error->c_str() : "");
     return 0;
 }
 
@@ -640,7 +664,8 @@ int cmd_demo(const invocation& inv) {
         if (inv.args[i] == "--dir" && i + 1 < inv.args.size())
             opt.dir = inv.args[++i];
         else if (inv.args[i] == "--port" && i + 1 < inv.args.size())
-            opt.api_port = static_cast<unsigned short>(parse_count("--port", inv.args[++i], 1, 65535));
+            opt.api_port =
+                static_cast<unsigned short>(parse_count("--port", inv.args[++i], 1, 65535));
         else
             usage("demo: unknown option " + inv.args[i]);
     }
@@ -668,8 +693,8 @@ int cmd_resync(const invocation& inv) {
         return 0;
     }
     // A pull of one contact is what contact.opened asks for: reuse intake (stub row, coalescing).
-    const std::string text =
-        bj::serialize(bj::object{{"type", "contact.opened"}, {"contact", bj::object{{"ghl_id", *contact}}}});
+    const std::string text = bj::serialize(
+        bj::object{{"type", "contact.opened"}, {"contact", bj::object{{"ghl_id", *contact}}}});
     auto ev = sync::parse_event(text, cfg.rules.field_map);
     if (!ev) {
         std::fprintf(stderr, "resync: --contact: %s\n", ev.error().message.c_str());
@@ -679,7 +704,9 @@ int cmd_resync(const invocation& inv) {
     auto r = in.accept(*ev, text);
     if (!r) {
         std::fprintf(stderr, "resync: %s\n", r.error().message.c_str());
-        return static_cast<int>(r.error().what == sync::intake_error::kind::io ? exit_code::io_err : exit_code::data_err);
+        return static_cast<int>(r.error().what == sync::intake_error::kind::io
+                                    ? exit_code::io_err
+                                    : exit_code::data_err);
     }
     std::printf("pull of contact %s scheduled\n", contact->c_str());
     return 0;
@@ -701,7 +728,8 @@ int cmd_auth(const invocation& inv) {
         std::printf("authorized location %s (%s), scope \"%s\"; access token valid until %s\n",
                     r->location_id.c_str(), r->user_type.c_str(), r->scope.c_str(),
                     format_iso8601(r->expires_at).c_str());
-        std::printf("a running daemon picks the new tokens up on SIGHUP (systemctl reload speak4-sync)\n");
+        std::printf(
+            "a running daemon picks the new tokens up on SIGHUP (systemctl reload speak4-sync)\n");
         return 0;
     }
     if (inv.args[0] == "status") {
@@ -774,7 +802,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "speak4-sync: %s\n", e.what());
         return static_cast<int>(exit_code::io_err);
     } catch (const SQLite::Exception& e) {
-        std::fprintf(stderr, "speak4-sync: %s\n", store::describe_sqlite_error(inv.db_path, e).c_str());
+        std::fprintf(stderr, "speak4-sync: %s\n",
+                     store::describe_sqlite_error(inv.db_path, e).c_str());
         return static_cast<int>(exit_code::io_err);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "speak4-sync: %s\n", e.what());

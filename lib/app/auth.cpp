@@ -12,11 +12,12 @@
 
 namespace speak4::app {
 
-boost::system::result<ghl::token_info, std::string> exchange_code(const config& cfg, const secrets& sec,
-                                                                  const secret& code) {
+boost::system::result<ghl::token_info, std::string>
+exchange_code(const config& cfg, const secrets& sec, const secret& code) {
     namespace asio = boost::asio;
     if (cfg.ghl.auth != auth_mode::oauth)
-        throw config_error("ghl.auth", 0, "ghl.auth: must be \"oauth\" to exchange an authorization code");
+        throw config_error("ghl.auth", 0,
+                           "ghl.auth: must be \"oauth\" to exchange an authorization code");
     if (cfg.ghl.client_id.empty())
         throw config_error("ghl.client_id", 0, "ghl.client_id: is required for OAuth");
     {
@@ -25,11 +26,12 @@ boost::system::result<ghl::token_info, std::string> exchange_code(const config& 
     }
     store::db_worker db({cfg.database.path});
     asio::io_context io;
-    auto http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
-    auto provider = ghl::oauth_token_provider::create(io.get_executor(),
-                                                      ghl::oauth_options_from(cfg.ghl, sec.client_secret),
-                                                      std::make_shared<sync::sqlite_token_store>(db),
-                                                      std::make_shared<ghl::http_token_endpoint>(http));
+    auto http =
+        std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
+    auto provider = ghl::oauth_token_provider::create(
+        io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret),
+        std::make_shared<sync::sqlite_token_store>(db),
+        std::make_shared<ghl::http_token_endpoint>(http));
     // Close the pooled connection afterwards, or io.run() would wait out its idle timer.
     auto session = [&]() -> asio::awaitable<ghl::result<ghl::token_info>> {
         auto r = co_await provider->exchange_code(code);

@@ -12,7 +12,7 @@ namespace speak4::app {
 /// Runs the exchange on its own event loop. Returns what was obtained, or the error
 /// ("POST /oauth/token: 400: Invalid grant: ..."). Throws config_error for a config that cannot
 /// do OAuth (auth is not "oauth", client_id or the client secret missing).
-boost::system::result<ghl::token_info, std::string> exchange_code(const config& cfg, const secrets& sec,
-                                                                  const secret& code);
+boost::system::result<ghl::token_info, std::string>
+exchange_code(const config& cfg, const secrets& sec, const secret& code);
 
 } // namespace speak4::app

@@ -20,9 +20,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <systemd/sd-daemon.h>
-
 #include <csignal>
+#include <systemd/sd-daemon.h>
 
 namespace speak4::app {
 namespace {
@@ -30,14 +29,17 @@ namespace {
 namespace asio = boost::asio;
 
 /// sd_notify, a no-op outside systemd (NOTIFY_SOCKET unset).
-void notify(const std::string& state) { ::sd_notify(0, state.c_str()); }
+void notify(const std::string& state) {
+    ::sd_notify(0, state.c_str());
+}
 
 config load(const run_options& opt) {
     config cfg = load_config(opt.config_path);
     if (opt.adjust)
         opt.adjust(cfg);
     if (cfg.ghl.location_id.empty())
-        throw config_error("ghl.location_id", 0, "ghl.location_id: is required to run (the GHL sub-account id)");
+        throw config_error("ghl.location_id", 0,
+                           "ghl.location_id: is required to run (the GHL sub-account id)");
     return cfg;
 }
 
@@ -91,9 +93,12 @@ struct daemon::context {
 
 ghl::request_observer daemon::context::request_metrics() {
     return [this](const ghl::request_record& r) {
-        metrics.ghl_requests_total.with({r.status ? std::to_string(r.status) : std::string("error")}).inc();
+        metrics.ghl_requests_total
+            .with({r.status ? std::to_string(r.status) : std::string("error")})
+            .inc();
         if (r.status)
-            metrics.ghl_request_duration_seconds.observe(static_cast<double>(r.latency.count()) / 1000.0);
+            metrics.ghl_request_duration_seconds.observe(static_cast<double>(r.latency.count()) /
+                                                         1000.0);
         if (r.rate_remaining)
             metrics.ghl_rate_limit_remaining.set(static_cast<double>(*r.rate_remaining));
     };
@@ -122,17 +127,20 @@ void daemon::context::start() {
     limiter = std::make_shared<ghl::rate_limiter>(ghl::rate_limit_options_from(cfg.rate_limit));
     if (cfg.ghl.auth == auth_mode::oauth) {
         token_store = std::make_shared<sync::sqlite_token_store>(*db);
-        oauth = ghl::oauth_token_provider::create(io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret),
-                                                  token_store,
-                                                  std::make_shared<ghl::http_token_endpoint>(http, request_metrics()));
+        oauth = ghl::oauth_token_provider::create(
+            io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret), token_store,
+            std::make_shared<ghl::http_token_endpoint>(http, request_metrics()));
         tokens = oauth;
     } else {
         pit = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
         tokens = pit;
     }
-    sync::ghl_access access{http, tokens, limiter, ghl::client_options_from(cfg.ghl, request_metrics())};
-    dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access, sync::dispatcher_options_from(cfg));
-    reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access, sync::reconciler_options_from(cfg));
+    sync::ghl_access access{http, tokens, limiter,
+                            ghl::client_options_from(cfg.ghl, request_metrics())};
+    dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access,
+                                                    sync::dispatcher_options_from(cfg));
+    reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access,
+                                                    sync::reconciler_options_from(cfg));
     dispatcher->set_pull(reconciler->pull_function());
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
@@ -233,8 +241,9 @@ void daemon::context::reload() {
         if (next.ghl.auth != cfg.ghl.auth || next.ghl.base_url != cfg.ghl.base_url ||
             next.api.listen != cfg.api.listen || next.database.path != cfg.database.path ||
             next.ghl.location_id != cfg.ghl.location_id)
-            log::warn("some changes take effect only after a restart",
-                      {{"keys", "ghl.auth, ghl.base_url, ghl.location_id, api.listen, database.path"}});
+            log::warn(
+                "some changes take effect only after a restart",
+                {{"keys", "ghl.auth, ghl.base_url, ghl.location_id, api.listen, database.path"}});
         if (pit)
             pit->set_token(next_sec.ghl_token); // token rotation without dropping work
         if (oauth)
@@ -273,7 +282,8 @@ asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds i
     while (!stopping) {
         bool db_alive = false;
         try {
-            db_alive = co_await db->run([](SQLite::Database& d) { return d.execAndGet("SELECT 1").getInt() == 1; });
+            db_alive = co_await db->run(
+                [](SQLite::Database& d) { return d.execAndGet("SELECT 1").getInt() == 1; });
         } catch (const std::exception& e) {
             log::error("watchdog: database check failed", {{"error", e.what()}});
         }
@@ -288,15 +298,18 @@ asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds i
 asio::awaitable<void> daemon::context::report_status() {
     while (!stopping) {
         try {
-            const auto s = co_await db->run([](SQLite::Database& d) { return store::read_status(d); });
-            std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) + ", inflight " +
-                               std::to_string(s.queue.inflight) + ", dead " + std::to_string(s.queue.dead) +
-                               "; last pull " + s.last_pull_at.value_or("never");
+            const auto s =
+                co_await db->run([](SQLite::Database& d) { return store::read_status(d); });
+            std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) +
+                               ", inflight " + std::to_string(s.queue.inflight) + ", dead " +
+                               std::to_string(s.queue.dead) + "; last pull " +
+                               s.last_pull_at.value_or("never");
             notify(line);
             if (s.last_pull_at)
                 if (auto t = parse_iso8601(*s.last_pull_at))
                     metrics.last_pull_age_seconds.set(
-                        static_cast<double>((system_clock::instance().now() - *t).count()) / 1000.0);
+                        static_cast<double>((system_clock::instance().now() - *t).count()) /
+                        1000.0);
         } catch (const std::exception& e) {
             log::error("status report failed", {{"error", e.what()}});
         }
@@ -306,7 +319,8 @@ asio::awaitable<void> daemon::context::report_status() {
     }
 }
 
-daemon::daemon(run_options opt) : opt_(std::move(opt)) {}
+daemon::daemon(run_options opt)
+    : opt_(std::move(opt)) {}
 
 daemon::~daemon() = default;
 

@@ -14,7 +14,7 @@ namespace speak4::json {
 namespace bj = boost::json;
 
 struct parse_limits {
-    std::size_t max_bytes = 256 * 1024;
+    std::size_t max_bytes = std::size_t{256} * 1024;
     std::size_t max_depth = 32;
 };
 

@@ -24,7 +24,8 @@ std::string describe_sqlite_error(const std::filesystem::path& path, const std::
         case SQLITE_PERM:
             msg += " (check the path and the permissions of the file and its directory)";
             break;
-        default: break;
+        default:
+            break;
         }
     }
     return msg;

@@ -2,7 +2,6 @@
 // Opening the SQLite mirror: WAL, busy timeout, foreign keys, and a deliberate `synchronous`.
 
 #include <SQLiteCpp/Database.h>
-
 #include <filesystem>
 #include <memory>
 
@@ -10,9 +9,9 @@ namespace speak4::store {
 
 struct open_options {
     std::filesystem::path path;
-    bool create = true;          // create the file (and its directory) if missing
+    bool create = true; // create the file (and its directory) if missing
     bool read_only = false;
-    int busy_timeout_ms = 5000;  // how long a writer waits for another writer's lock
+    int busy_timeout_ms = 5000; // how long a writer waits for another writer's lock
 };
 
 /// Opens the database and applies the connection pragmas. Throws io_error with a message that

@@ -9,7 +9,9 @@ db_worker::db_worker(const open_options& opt)
     thread_ = std::thread([this] { ctx_.run(); });
 }
 
-db_worker::~db_worker() { stop(); }
+db_worker::~db_worker() {
+    stop();
+}
 
 void db_worker::stop() {
     if (!thread_.joinable())

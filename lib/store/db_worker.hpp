@@ -5,13 +5,12 @@
 
 #include "store/database.hpp"
 
+#include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/associated_executor.hpp>
-
 #include <exception>
 #include <memory>
 #include <optional>
@@ -44,18 +43,19 @@ public:
         // its locals.
         co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void()>(
             [this, &fn, &out, &failure](auto handler) {
-                boost::asio::post(ctx_, [this, &fn, &out, &failure, h = std::move(handler)]() mutable {
-                    try {
-                        if constexpr (std::is_void_v<R>)
-                            fn(*db_);
-                        else
-                            out.emplace(fn(*db_));
-                    } catch (...) {
-                        failure = std::current_exception();
-                    }
-                    auto ex = boost::asio::get_associated_executor(h);
-                    boost::asio::post(ex, std::move(h));
-                });
+                boost::asio::post(ctx_,
+                                  [this, &fn, &out, &failure, h = std::move(handler)]() mutable {
+                                      try {
+                                          if constexpr (std::is_void_v<R>)
+                                              fn(*db_);
+                                          else
+                                              out.emplace(fn(*db_));
+                                      } catch (...) {
+                                          failure = std::current_exception();
+                                      }
+                                      auto ex = boost::asio::get_associated_executor(h);
+                                      boost::asio::post(ex, std::move(h));
+                                  });
             },
             boost::asio::use_awaitable);
         if (failure)

@@ -19,7 +19,9 @@ std::optional<T> opt_int(const SQLite::Column& c) {
     return static_cast<T>(c.getInt64());
 }
 
-long long count(SQLite::Database& db, const char* sql) { return db.execAndGet(sql).getInt64(); }
+long long count(SQLite::Database& db, const char* sql) {
+    return db.execAndGet(sql).getInt64();
+}
 
 } // namespace
 
@@ -50,18 +52,21 @@ status_snapshot read_status(SQLite::Database& db) {
     s.contacts = count(db, "SELECT COUNT(*) FROM contacts WHERE deleted = 0");
     s.tasks = count(db, "SELECT COUNT(*) FROM tasks WHERE deleted = 0");
     s.notes = count(db, "SELECT COUNT(*) FROM notes WHERE deleted = 0");
-    SQLite::Statement o(db, "SELECT location_id, state, state_reason, expires_at FROM oauth_tokens ORDER BY location_id");
+    SQLite::Statement o(db, "SELECT location_id, state, state_reason, expires_at FROM oauth_tokens "
+                            "ORDER BY location_id");
     while (o.executeStep())
-        s.oauth.push_back({o.getColumn(0).getString(), o.getColumn(1).getString(), opt_text(o.getColumn(2)),
-                           o.getColumn(3).getString()});
+        s.oauth.push_back({o.getColumn(0).getString(), o.getColumn(1).getString(),
+                           opt_text(o.getColumn(2)), o.getColumn(3).getString()});
     tx.commit();
     return s;
 }
 
-std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::string> state, int limit) {
-    SQLite::Statement q(db, "SELECT id, op, entity, entity_id, state, attempts, next_attempt_at, last_error, "
-                            "created_at, payload FROM outbox WHERE (?1 IS NULL OR state = ?1) "
-                            "ORDER BY id DESC LIMIT ?2");
+std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::string> state,
+                                    int limit) {
+    SQLite::Statement q(
+        db, "SELECT id, op, entity, entity_id, state, attempts, next_attempt_at, last_error, "
+            "created_at, payload FROM outbox WHERE (?1 IS NULL OR state = ?1) "
+            "ORDER BY id DESC LIMIT ?2");
     if (state)
         q.bind(1, *state);
     q.bind(2, limit);
@@ -84,8 +89,9 @@ std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::str
 }
 
 bool retry_outbox(SQLite::Database& db, long long id, const std::string& now) {
-    SQLite::Statement u(db, "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                            "updated_at = ? WHERE id = ? AND state IN ('dead', 'pending')");
+    SQLite::Statement u(db,
+                        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                        "updated_at = ? WHERE id = ? AND state IN ('dead', 'pending')");
     u.bind(1, now);
     u.bind(2, now);
     u.bind(3, static_cast<std::int64_t>(id));
@@ -93,8 +99,9 @@ bool retry_outbox(SQLite::Database& db, long long id, const std::string& now) {
 }
 
 long long retry_dead(SQLite::Database& db, const std::string& now) {
-    SQLite::Statement u(db, "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                            "updated_at = ? WHERE state = 'dead'");
+    SQLite::Statement u(db,
+                        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
+                        "updated_at = ? WHERE state = 'dead'");
     u.bind(1, now);
     u.bind(2, now);
     return u.exec();
@@ -106,10 +113,12 @@ bool drop_outbox(SQLite::Database& db, long long id) {
     return d.exec() == 1;
 }
 
-std::vector<audit_row> list_audit(SQLite::Database& db, std::optional<std::string> since, int limit) {
-    SQLite::Statement q(db, "SELECT id, ts, method, path, status, latency_ms, attempt, outbox_id, error, "
-                            "rate_limit_remaining, trace_id FROM audit_log WHERE (?1 IS NULL OR ts >= ?1) "
-                            "ORDER BY id DESC LIMIT ?2");
+std::vector<audit_row> list_audit(SQLite::Database& db, std::optional<std::string> since,
+                                  int limit) {
+    SQLite::Statement q(
+        db, "SELECT id, ts, method, path, status, latency_ms, attempt, outbox_id, error, "
+            "rate_limit_remaining, trace_id FROM audit_log WHERE (?1 IS NULL OR ts >= ?1) "
+            "ORDER BY id DESC LIMIT ?2");
     if (since)
         q.bind(1, *since);
     q.bind(2, limit);

@@ -2,7 +2,6 @@
 // Read and repair operations behind `status`, `queue` and `audit`: what an operator inspects.
 
 #include <SQLiteCpp/Database.h>
-
 #include <map>
 #include <optional>
 #include <string>
@@ -19,7 +18,7 @@ struct queue_depth {
 
 struct oauth_state {
     std::string location_id;
-    std::string state;            // ok | needs_reauth
+    std::string state; // ok | needs_reauth
     std::optional<std::string> reason;
     std::string expires_at;
 };
@@ -28,7 +27,7 @@ struct status_snapshot {
     int schema_version = 0;
     queue_depth queue;
     std::map<std::string, std::string> cursors;
-    std::optional<std::string> last_pull_at;   // cursor "last_pull_at"
+    std::optional<std::string> last_pull_at; // cursor "last_pull_at"
     long long changes_seq = 0;
     long long contacts = 0;
     long long tasks = 0;
@@ -52,7 +51,8 @@ struct outbox_row {
 };
 
 /// Outbox rows, newest first. `state` filters when set. At most `limit` rows.
-std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::string> state, int limit);
+std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::string> state,
+                                    int limit);
 
 /// Makes a dead (or pending) row due now with its attempts reset. Returns false when no dead or
 /// pending row has that id.
@@ -77,6 +77,7 @@ struct audit_row {
 };
 
 /// Audit rows with ts >= since (when set), newest first, at most `limit`.
-std::vector<audit_row> list_audit(SQLite::Database& db, std::optional<std::string> since, int limit);
+std::vector<audit_row> list_audit(SQLite::Database& db, std::optional<std::string> since,
+                                  int limit);
 
 } // namespace speak4::store

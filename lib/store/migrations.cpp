@@ -6,12 +6,13 @@
 #include <SQLiteCpp/Database.h>
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
-
 #include <string>
 
 namespace speak4::store {
 
-int schema_version(SQLite::Database& db) { return db.execAndGet("PRAGMA user_version").getInt(); }
+int schema_version(SQLite::Database& db) {
+    return db.execAndGet("PRAGMA user_version").getInt();
+}
 
 migrate_result migrate(SQLite::Database& db, const std::vector<migration>& all) {
     const int latest = all.empty() ? 0 : all.back().version;
@@ -33,7 +34,8 @@ migrate_result migrate(SQLite::Database& db, const std::vector<migration>& all) 
             continue;
         }
         db.exec(m.sql);
-        SQLite::Statement rec(db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)");
+        SQLite::Statement rec(
+            db, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?,?,?)");
         rec.bind(1, m.version);
         rec.bind(2, m.name);
         rec.bind(3, format_iso8601(system_clock::instance().now()));

@@ -28,7 +28,8 @@ struct migrate_result {
 /// Applies the migrations newer than the database's version, each with its version bump in one
 /// IMMEDIATE transaction. Throws io_error when the database is newer than `all` knows
 /// ("database schema version 7 is newer than this binary (5); upgrade speak4-sync").
-migrate_result migrate(SQLite::Database& db, const std::vector<migration>& all = embedded_migrations());
+migrate_result migrate(SQLite::Database& db,
+                       const std::vector<migration>& all = embedded_migrations());
 
 /// The schema version recorded in the database (PRAGMA user_version).
 int schema_version(SQLite::Database& db);

@@ -2,12 +2,11 @@
 
 #include "core/log.hpp"
 
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
-
-#include <algorithm>
 #include <cctype>
 
 namespace speak4::sync {
@@ -42,7 +41,8 @@ ghl::note_write note_fields(const bj::object& set) {
 }
 
 std::string lower(std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return s;
 }
 
@@ -121,8 +121,8 @@ dispatcher_options dispatcher_options_from(const config& cfg) {
     return o;
 }
 
-dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_access ghl, dispatcher_options opt,
-                       const speak4::clock& clk, std::uint64_t seed)
+dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_access ghl,
+                       dispatcher_options opt, const speak4::clock& clk, std::uint64_t seed)
     : ex_(ex)
     , db_(db)
     , ghl_(std::move(ghl))
@@ -132,9 +132,13 @@ dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_acces
     , wake_(ex)
     , drained_(ex) {}
 
-double dispatcher::uniform01() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+double dispatcher::uniform01() {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
 
-void dispatcher::wake() { wake_.cancel(); }
+void dispatcher::wake() {
+    wake_.cancel();
+}
 
 void dispatcher::stop() {
     stopping_ = true;
@@ -146,8 +150,9 @@ void dispatcher::credentials_changed() {
         ex_,
         [this]() -> asio::awaitable<void> {
             try {
-                const int n = co_await db_.run(
-                    [&](SQLite::Database& db) { return outbox_store(db).release_auth_waiters(clock_.now()); });
+                const int n = co_await db_.run([&](SQLite::Database& db) {
+                    return outbox_store(db).release_auth_waiters(clock_.now());
+                });
                 if (n)
                     log::info("credentials changed: retrying parked work", {{"rows", n}});
             } catch (const std::exception& e) {
@@ -169,9 +174,8 @@ dispatcher_stats dispatcher::stats() const {
 }
 
 asio::awaitable<void> dispatcher::run() {
-    const int recovered = co_await db_.run([&](SQLite::Database& db) {
-        return outbox_store(db).recover_inflight(clock_.now());
-    });
+    const int recovered = co_await db_.run(
+        [&](SQLite::Database& db) { return outbox_store(db).recover_inflight(clock_.now()); });
     if (recovered)
         log::warn("recovered outbox rows left in flight", {{"rows", recovered}});
 
@@ -199,9 +203,11 @@ asio::awaitable<void> dispatcher::run() {
         auto wait = opt_.idle_poll;
         if (!paused_ && active_ < opt_.max_concurrency) {
             try {
-                auto due = co_await db_.run([](SQLite::Database& db) { return outbox_store(db).next_due(); });
+                auto due = co_await db_.run(
+                    [](SQLite::Database& db) { return outbox_store(db).next_due(); });
                 if (due) {
-                    auto until = std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_.now());
+                    auto until =
+                        std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_.now());
                     wait = std::clamp(until, std::chrono::milliseconds(0), opt_.idle_poll);
                 }
             } catch (const std::exception& e) {
@@ -227,7 +233,8 @@ asio::awaitable<void> dispatcher::process(work_item item) {
     ghl::client_options copt = ghl_.options;
     const std::int64_t outbox_id = item.first_row;
     const int attempt = item.attempts + 1;
-    copt.observer = [&audit, outbox_id, attempt, base = ghl_.options.observer](const ghl::request_record& r) {
+    copt.observer = [&audit, outbox_id, attempt,
+                     base = ghl_.options.observer](const ghl::request_record& r) {
         if (base)
             base(r); // metrics
         audit_entry e;
@@ -259,13 +266,15 @@ asio::awaitable<void> dispatcher::process(work_item item) {
         out.may_have_been_applied = true;
     }
     if (out.what == outcome::kind::wait_auth && !paused_)
-        log::warn("push waits for credentials", {{"outbox_id", item.first_row}, {"error", out.error}});
+        log::warn("push waits for credentials",
+                  {{"outbox_id", item.first_row}, {"error", out.error}});
     const double u = uniform01();
     for (int tries = 0;; ++tries) {
         std::string failure;
         try {
             co_await db_.run([&](SQLite::Database& db) {
-                outbox_store(db).finish(item, out, audit, clock_.now(), opt_.retry, [u] { return u; });
+                outbox_store(db).finish(item, out, audit, clock_.now(), opt_.retry,
+                                        [u] { return u; });
             });
             break;
         } catch (const std::exception& e) {
@@ -273,7 +282,8 @@ asio::awaitable<void> dispatcher::process(work_item item) {
         }
         // The rows stay in flight; a restart recovers them as uncertain. Retry a few times first
         // (a busy database, a full disk being freed).
-        log::error("recording a push outcome failed", {{"outbox_id", item.first_row}, {"error", failure}});
+        log::error("recording a push outcome failed",
+                   {{"outbox_id", item.first_row}, {"error", failure}});
         if (tries >= 5)
             break;
         asio::steady_timer t(ex_, std::chrono::milliseconds(200 << tries));
@@ -328,23 +338,44 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                     ++stats_.lookups;
                 }
                 std::optional<ghl::contact> found;
-                if (ctx.email || ctx.phone) {
-                    auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
+                // The mirror's email/phone first; for an uncertain create also every value an
+                // earlier attempt may have sent (later updates were merged into this one).
+                std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>>
+                    probes;
+                if (ctx.email || ctx.phone)
+                    probes.emplace_back(ctx.email, ctx.phone);
+                if (item.uncertain) {
+                    for (const auto& e : item.emails)
+                        if (e != ctx.email)
+                            probes.emplace_back(e, std::nullopt);
+                    for (const auto& p : item.phones)
+                        if (p != ctx.phone)
+                            probes.emplace_back(std::nullopt, p);
+                }
+                for (const auto& probe : probes) {
+                    auto dup = co_await c.find_duplicate(probe.first, probe.second);
                     if (!dup)
                         co_return from_error(dup.error(), false);
-                    found = *dup;
-                } else if (item.uncertain && (ctx.first_name || ctx.last_name)) {
+                    if (*dup) {
+                        found = *dup;
+                        break;
+                    }
+                }
+                if (probes.empty() && item.uncertain && (ctx.first_name || ctx.last_name)) {
                     // No email or phone to match on: look for a contact of this name added
                     // since the first attempt.
                     ghl::search_request req;
                     req.page_limit = 10;
                     if (ctx.first_name)
-                        req.filters.push_back(ghl::filter("firstNameLowerCase", "eq", bj::value(lower(*ctx.first_name))));
+                        req.filters.push_back(ghl::filter("firstNameLowerCase", "eq",
+                                                          bj::value(lower(*ctx.first_name))));
                     if (ctx.last_name)
-                        req.filters.push_back(ghl::filter("lastNameLowerCase", "eq", bj::value(lower(*ctx.last_name))));
+                        req.filters.push_back(ghl::filter("lastNameLowerCase", "eq",
+                                                          bj::value(lower(*ctx.last_name))));
                     if (auto since = parse_iso8601(item.first_created_at))
                         req.filters.push_back(ghl::range_filter(
-                            "dateAdded", bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
+                            "dateAdded",
+                            bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
                     auto page = co_await c.search_contacts(std::move(req));
                     if (!page)
                         co_return from_error(page.error(), false);
@@ -365,7 +396,8 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
             auto created = co_await c.create_contact(fields);
             if (created)
                 co_return contact_done(*created);
-            if (created.error().kind == ghl::error_kind::duplicate_contact && created.error().duplicate) {
+            if (created.error().kind == ghl::error_kind::duplicate_contact &&
+                created.error().duplicate) {
                 // GHL already has this person: link to it and apply our fields as an update.
                 const std::string existing = created.error().duplicate->contact_id;
                 auto up = co_await c.update_contact(existing, fields);
@@ -376,7 +408,8 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
             co_return from_error(created.error(), false);
         }
         case action::update: {
-            auto up = co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
+            auto up =
+                co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
             if (!up)
                 co_return from_error(up.error(), false);
             co_return contact_done(*up);
@@ -410,7 +443,8 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return from_error(r.error(), false);
             co_return outcome{};
         }
-        default: break;
+        default:
+            break;
         }
     } else if (ctx.entity == "task") {
         const std::string cid = *ctx.contact_ghl_id;
@@ -427,9 +461,14 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                     co_return from_error(list.error(), false);
                 const auto due = fields.due_date ? parse_iso8601(*fields.due_date) : std::nullopt;
                 for (const auto& t : *list) {
-                    const bool linked = std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
-                                                  t.id) != ctx.known_child_ghl_ids.end();
-                    if (!linked && t.title == fields.title && (!due || t.due_at == due)) {
+                    const bool linked =
+                        std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
+                                  t.id) != ctx.known_child_ghl_ids.end();
+                    const bool same_title =
+                        t.title && (t.title == fields.title ||
+                                    std::find(item.titles.begin(), item.titles.end(), *t.title) !=
+                                        item.titles.end());
+                    if (!linked && same_title && (!due || t.due_at == due)) {
                         {
                             std::lock_guard lock(stats_mutex_);
                             ++stats_.linked;
@@ -466,7 +505,8 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return from_error(r.error(), true);
             co_return outcome{};
         }
-        default: break;
+        default:
+            break;
         }
     } else if (ctx.entity == "note") {
         const std::string cid = *ctx.contact_ghl_id;
@@ -482,9 +522,14 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 if (!list)
                     co_return from_error(list.error(), false);
                 for (const auto& n : *list) {
-                    const bool linked = std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
-                                                  n.id) != ctx.known_child_ghl_ids.end();
-                    if (!linked && n.body == fields.body) {
+                    const bool linked =
+                        std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
+                                  n.id) != ctx.known_child_ghl_ids.end();
+                    const bool same_body =
+                        n.body &&
+                        (n.body == fields.body || std::find(item.bodies.begin(), item.bodies.end(),
+                                                            *n.body) != item.bodies.end());
+                    if (!linked && same_body) {
                         {
                             std::lock_guard lock(stats_mutex_);
                             ++stats_.linked;
@@ -515,7 +560,8 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return from_error(r.error(), true);
             co_return outcome{};
         }
-        default: break;
+        default:
+            break;
         }
     }
     outcome o;

@@ -13,7 +13,6 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
-
 #include <functional>
 #include <memory>
 #include <random>
@@ -45,20 +44,21 @@ dispatcher_options dispatcher_options_from(const config& cfg);
 
 /// Counters for /metrics and tests.
 struct dispatcher_stats {
-    long long items = 0;      ///< work items finished (any outcome)
+    long long items = 0; ///< work items finished (any outcome)
     long long done = 0;
     long long retried = 0;
     long long dead = 0;
-    long long lookups = 0;    ///< creates resolved by a lookup before sending
-    long long linked = 0;     ///< creates that found their record already in GHL
+    long long lookups = 0; ///< creates resolved by a lookup before sending
+    long long linked = 0;  ///< creates that found their record already in GHL
 };
 
 /// Threading: every member must be called on `ex` (single-threaded io_context or a strand),
 /// except stats(), which is thread-safe.
 class dispatcher {
 public:
-    dispatcher(boost::asio::any_io_executor ex, store::db_worker& db, ghl_access ghl, dispatcher_options opt,
-               const speak4::clock& clk = system_clock::instance(), std::uint64_t seed = std::random_device{}());
+    dispatcher(boost::asio::any_io_executor ex, store::db_worker& db, ghl_access ghl,
+               dispatcher_options opt, const speak4::clock& clk = system_clock::instance(),
+               std::uint64_t seed = std::random_device{}());
 
     void set_pull(pull_fn fn) { pull_ = std::move(fn); }
 

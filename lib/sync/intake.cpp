@@ -5,9 +5,8 @@
 
 #include <SQLiteCpp/Exception.h>
 #include <SQLiteCpp/Transaction.h>
-#include <boost/json/serialize.hpp>
-
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <optional>
 
 namespace speak4::sync {
@@ -69,7 +68,8 @@ const char* column_for(std::string_view ghl_field) {
 
 class applier {
 public:
-    applier(store::statement_cache& s, const clock& clk, const std::function<void(std::string_view)>& fp)
+    applier(store::statement_cache& s, const clock& clk,
+            const std::function<void(std::string_view)>& fp)
         : s_(s)
         , now_(format_iso8601(clk.now()))
         , fail_point_(fp) {}
@@ -108,29 +108,58 @@ private:
 
     void dispatch(const event& ev) {
         switch (ev.type) {
-        case event_type::contact_created: contact_created(ev, false); break;
-        case event_type::lead_created: contact_created(ev, true); break;
-        case event_type::contact_updated: contact_updated(ev); break;
-        case event_type::contact_deleted: contact_deleted(ev); break;
-        case event_type::contact_opened: contact_opened(ev); break;
-        case event_type::contact_tagged: contact_tags(ev, true); break;
-        case event_type::contact_untagged: contact_tags(ev, false); break;
-        case event_type::note_created: note_created(ev); break;
-        case event_type::note_updated: note_updated(ev); break;
-        case event_type::note_deleted: note_deleted(ev); break;
-        case event_type::task_created: task_created(ev); break;
-        case event_type::task_updated: task_updated(ev); break;
-        case event_type::task_completed: task_completed(ev); break;
-        case event_type::task_deleted: task_deleted(ev); break;
+        case event_type::contact_created:
+            contact_created(ev, false);
+            break;
+        case event_type::lead_created:
+            contact_created(ev, true);
+            break;
+        case event_type::contact_updated:
+            contact_updated(ev);
+            break;
+        case event_type::contact_deleted:
+            contact_deleted(ev);
+            break;
+        case event_type::contact_opened:
+            contact_opened(ev);
+            break;
+        case event_type::contact_tagged:
+            contact_tags(ev, true);
+            break;
+        case event_type::contact_untagged:
+            contact_tags(ev, false);
+            break;
+        case event_type::note_created:
+            note_created(ev);
+            break;
+        case event_type::note_updated:
+            note_updated(ev);
+            break;
+        case event_type::note_deleted:
+            note_deleted(ev);
+            break;
+        case event_type::task_created:
+            task_created(ev);
+            break;
+        case event_type::task_updated:
+            task_updated(ev);
+            break;
+        case event_type::task_completed:
+            task_completed(ev);
+            break;
+        case event_type::task_deleted:
+            task_deleted(ev);
+            break;
         }
     }
 
     // --- lookups ---------------------------------------------------------------------------
 
     std::optional<contact_row> find_contact_by(const char* column, const std::string& value) {
-        auto& q = s_.get(std::string("SELECT id, speak4_id, ghl_id, deleted, tags, custom_fields, fields "
-                                     "FROM contacts WHERE ") +
-                         column + " = ?");
+        auto& q =
+            s_.get(std::string("SELECT id, speak4_id, ghl_id, deleted, tags, custom_fields, fields "
+                               "FROM contacts WHERE ") +
+                   column + " = ?");
         q.bind(1, value);
         if (!q.executeStep())
             return std::nullopt;
@@ -153,9 +182,11 @@ private:
         if (ref.ghl_id)
             by_ghl = find_contact_by("ghl_id", *ref.ghl_id);
         if (by_s4 && by_ghl && by_s4->id != by_ghl->id)
-            throw refusal{"contact.ghl_id", "contact.ghl_id belongs to another contact than contact.speak4_id"};
+            throw refusal{"contact.ghl_id",
+                          "contact.ghl_id belongs to another contact than contact.speak4_id"};
         if (by_s4 && ref.ghl_id && by_s4->ghl_id && *by_s4->ghl_id != *ref.ghl_id)
-            throw refusal{"contact.ghl_id", "contact.ghl_id does not match the contact's known ghl_id"};
+            throw refusal{"contact.ghl_id",
+                          "contact.ghl_id does not match the contact's known ghl_id"};
         if (by_s4)
             return by_s4;
         return by_ghl;
@@ -172,10 +203,12 @@ private:
         if (!c) {
             if (allow_remote_stub && ref.ghl_id && !ref.speak4_id)
                 return insert_contact_stub(*ref.ghl_id);
-            throw refusal{ref_field(ref, "contact"), ref_field(ref, "contact") + " names no known contact"};
+            throw refusal{ref_field(ref, "contact"),
+                          ref_field(ref, "contact") + " names no known contact"};
         }
         if (c->deleted)
-            throw refusal{ref_field(ref, "contact"), ref_field(ref, "contact") + " names a deleted contact"};
+            throw refusal{ref_field(ref, "contact"),
+                          ref_field(ref, "contact") + " names a deleted contact"};
         // Learn a speak4_id given alongside a known ghl_id.
         if (ref.speak4_id && !c->speak4_id) {
             auto& u = s_.get("UPDATE contacts SET speak4_id = ?, updated_at = ? WHERE id = ?");
@@ -201,14 +234,16 @@ private:
     }
 
     std::optional<child_row> find_child(const char* table, const entity_ref& ref) {
-        const std::string base = std::string("SELECT id, contact_id, ghl_id, deleted FROM ") + table + " WHERE ";
-        auto lookup = [&](const char* column, const std::string& value) -> std::optional<child_row> {
+        const std::string base =
+            std::string("SELECT id, contact_id, ghl_id, deleted FROM ") + table + " WHERE ";
+        auto lookup = [&](const char* column,
+                          const std::string& value) -> std::optional<child_row> {
             auto& q = s_.get(base + column + " = ?");
             q.bind(1, value);
             if (!q.executeStep())
                 return std::nullopt;
-            return child_row{q.getColumn(0).getInt64(), q.getColumn(1).getInt64(), opt_text(q.getColumn(2)),
-                             q.getColumn(3).getInt() != 0};
+            return child_row{q.getColumn(0).getInt64(), q.getColumn(1).getInt64(),
+                             opt_text(q.getColumn(2)), q.getColumn(3).getInt() != 0};
         };
         if (ref.speak4_id)
             if (auto r = lookup("speak4_id", *ref.speak4_id))
@@ -218,7 +253,8 @@ private:
         return std::nullopt;
     }
 
-    child_row require_child(const char* table, const char* name, const entity_ref& ref, const contact_row& c) {
+    child_row require_child(const char* table, const char* name, const entity_ref& ref,
+                            const contact_row& c) {
         auto r = find_child(table, ref);
         const std::string field = ref_field(ref, name);
         if (!r)
@@ -233,7 +269,8 @@ private:
     // --- writes ----------------------------------------------------------------------------
 
     void change(const char* entity, std::int64_t id, const char* kind) {
-        auto& ins = s_.get("INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,'local',?)");
+        auto& ins = s_.get(
+            "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,'local',?)");
         ins.bind(1, entity);
         ins.bind(2, id);
         ins.bind(3, kind);
@@ -242,8 +279,9 @@ private:
     }
 
     void enqueue(const char* op, const char* entity, std::int64_t id, const bj::object& payload) {
-        auto& ins = s_.get("INSERT INTO outbox(op, entity, entity_id, state, attempts, next_attempt_at, payload, "
-                           "inbox_id, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?,?,?)");
+        auto& ins = s_.get(
+            "INSERT INTO outbox(op, entity, entity_id, state, attempts, next_attempt_at, payload, "
+            "inbox_id, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?,?,?)");
         ins.bind(1, op);
         ins.bind(2, entity);
         ins.bind(3, id);
@@ -288,7 +326,8 @@ private:
             }
             set["customFields"] = std::move(cf);
         }
-        auto& u = s_.get("UPDATE contacts SET tags = ?, custom_fields = ?, fields = ?, updated_at = ? WHERE id = ?");
+        auto& u = s_.get("UPDATE contacts SET tags = ?, custom_fields = ?, fields = ?, updated_at "
+                         "= ? WHERE id = ?");
         u.bind(1, bj::serialize(c.tags));
         u.bind(2, bj::serialize(c.custom_fields));
         u.bind(3, bj::serialize(c.fields));
@@ -309,8 +348,9 @@ private:
     }
 
     void insert_note(const note_data& n, const contact_row& c) {
-        auto& ins = s_.get("INSERT INTO notes(speak4_id, ghl_id, contact_id, title, body, created_at, updated_at) "
-                           "VALUES (?,?,?,?,?,?,?)");
+        auto& ins = s_.get(
+            "INSERT INTO notes(speak4_id, ghl_id, contact_id, title, body, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?)");
         if (n.ref.speak4_id)
             ins.bind(1, *n.ref.speak4_id);
         if (n.ref.ghl_id)
@@ -338,13 +378,15 @@ private:
     void contact_created(const event& ev, bool lead) {
         auto existing = find_contact(ev.contact);
         if (existing && existing->deleted)
-            throw refusal{ref_field(ev.contact, "contact"), ref_field(ev.contact, "contact") + " names a deleted contact"};
+            throw refusal{ref_field(ev.contact, "contact"),
+                          ref_field(ev.contact, "contact") + " names a deleted contact"};
         contact_row c;
         const char* kind = "updated";
         if (existing) {
             c = *existing; // Speak4 re-sent a create: apply it as an update of the same contact
         } else {
-            auto& ins = s_.get("INSERT INTO contacts(speak4_id, ghl_id, created_at, updated_at) VALUES (?,?,?,?)");
+            auto& ins = s_.get(
+                "INSERT INTO contacts(speak4_id, ghl_id, created_at, updated_at) VALUES (?,?,?,?)");
             if (ev.contact.speak4_id)
                 ins.bind(1, *ev.contact.speak4_id);
             if (ev.contact.ghl_id)
@@ -410,7 +452,9 @@ private:
         bj::array named;
         for (const auto& t : ev.tags) {
             named.emplace_back(t);
-            auto it = std::find_if(tags.begin(), tags.end(), [&](const bj::value& v) { return v.is_string() && v.get_string() == t; });
+            auto it = std::find_if(tags.begin(), tags.end(), [&](const bj::value& v) {
+                return v.is_string() && v.get_string() == t;
+            });
             if (add && it == tags.end())
                 tags.emplace_back(t);
             if (!add && it != tags.end())
@@ -431,7 +475,8 @@ private:
         contact_row c = require_contact(ev.contact);
         const auto& n = ev.notes.at(0);
         if (find_child("notes", n.ref))
-            throw refusal{ref_field(n.ref, "note"), ref_field(n.ref, "note") + " names a note that already exists"};
+            throw refusal{ref_field(n.ref, "note"),
+                          ref_field(n.ref, "note") + " names a note that already exists"};
         insert_note(n, c);
     }
 
@@ -479,7 +524,8 @@ private:
     }
 
     void mark_deleted(const char* table, std::int64_t id) {
-        auto& u = s_.get(std::string("UPDATE ") + table + " SET deleted = 1, updated_at = ? WHERE id = ?");
+        auto& u = s_.get(std::string("UPDATE ") + table +
+                         " SET deleted = 1, updated_at = ? WHERE id = ?");
         u.bind(1, now_);
         u.bind(2, id);
         u.exec();
@@ -523,8 +569,10 @@ private:
         contact_row c = require_contact(ev.contact);
         const task_data& t = *ev.task;
         if (find_child("tasks", t.ref))
-            throw refusal{ref_field(t.ref, "task"), ref_field(t.ref, "task") + " names a task that already exists"};
-        auto& ins = s_.get("INSERT INTO tasks(speak4_id, ghl_id, contact_id, created_at, updated_at) VALUES (?,?,?,?,?)");
+            throw refusal{ref_field(t.ref, "task"),
+                          ref_field(t.ref, "task") + " names a task that already exists"};
+        auto& ins = s_.get("INSERT INTO tasks(speak4_id, ghl_id, contact_id, created_at, "
+                           "updated_at) VALUES (?,?,?,?,?)");
         if (t.ref.speak4_id)
             ins.bind(1, *t.ref.speak4_id);
         if (t.ref.ghl_id)
@@ -586,7 +634,8 @@ private:
 };
 
 intake_error io_failure(SQLite::Database& db, const std::exception& e) {
-    return intake_error{intake_error::kind::io, "", store::describe_sqlite_error(db.getFilename(), e)};
+    return intake_error{intake_error::kind::io, "",
+                        store::describe_sqlite_error(db.getFilename(), e)};
 }
 
 } // namespace
@@ -630,6 +679,7 @@ std::vector<intake_outcome> intake::accept_batch(const std::vector<raw_event>& e
         const intake_error err = io_failure(db_, e);
         out.assign(events.size(), intake_outcome(err));
     }
+    stmts_.reset_all();
     return out;
 }
 

@@ -15,9 +15,9 @@
 namespace speak4::sync {
 
 struct accepted {
-    bool duplicate = false;  // the event_id was seen before; nothing was written
-    long long seq = 0;       // the change feed's last seq after the commit
-    long long inbox_id = 0;  // the inbox row of this event (or of its first delivery)
+    bool duplicate = false; // the event_id was seen before; nothing was written
+    long long seq = 0;      // the change feed's last seq after the commit
+    long long inbox_id = 0; // the inbox row of this event (or of its first delivery)
 };
 
 /// Why intake refused an event: `invalid` (it contradicts the mirror, e.g. an unknown contact;

@@ -5,11 +5,14 @@
 
 namespace speak4::sync {
 
-sqlite_token_store::sqlite_token_store(store::db_worker& db) : db_(db) {}
+sqlite_token_store::sqlite_token_store(store::db_worker& db)
+    : db_(db) {}
 
-std::optional<ghl::token_set> sqlite_token_store::load_sync(SQLite::Database& db, const std::string& location_id) {
-    SQLite::Statement q(db, "SELECT access_token, refresh_token, expires_at, scope, user_type, company_id, "
-                            "updated_at, state FROM oauth_tokens WHERE location_id = ?");
+std::optional<ghl::token_set> sqlite_token_store::load_sync(SQLite::Database& db,
+                                                            const std::string& location_id) {
+    SQLite::Statement q(
+        db, "SELECT access_token, refresh_token, expires_at, scope, user_type, company_id, "
+            "updated_at, state FROM oauth_tokens WHERE location_id = ?");
     q.bind(1, location_id);
     if (!q.executeStep())
         return std::nullopt;
@@ -47,7 +50,8 @@ void sqlite_token_store::save_sync(SQLite::Database& db, const ghl::token_set& t
     tx.commit();
 }
 
-void sqlite_token_store::mark_needs_reauth_sync(SQLite::Database& db, const std::string& location_id,
+void sqlite_token_store::mark_needs_reauth_sync(SQLite::Database& db,
+                                                const std::string& location_id,
                                                 const std::string& reason, sys_time now) {
     // A location that never had tokens gets a row too, so `status` can show why.
     SQLite::Statement u(db, R"(
@@ -61,7 +65,8 @@ void sqlite_token_store::mark_needs_reauth_sync(SQLite::Database& db, const std:
     u.exec();
 }
 
-asio::awaitable<ghl::store_result<std::optional<ghl::token_set>>> sqlite_token_store::load(std::string location_id) {
+asio::awaitable<ghl::store_result<std::optional<ghl::token_set>>>
+sqlite_token_store::load(std::string location_id) {
     try {
         co_return co_await db_.run([&](SQLite::Database& db) {
             auto t = load_sync(db, location_id);
@@ -71,8 +76,8 @@ asio::awaitable<ghl::store_result<std::optional<ghl::token_set>>> sqlite_token_s
             return t;
         });
     } catch (const std::exception& e) {
-        co_return ghl::store_result<std::optional<ghl::token_set>>(boost::system::in_place_error,
-                                                                   std::string("oauth_tokens: ") + e.what());
+        co_return ghl::store_result<std::optional<ghl::token_set>>(
+            boost::system::in_place_error, std::string("oauth_tokens: ") + e.what());
     }
 }
 
@@ -81,19 +86,21 @@ asio::awaitable<ghl::store_result<void>> sqlite_token_store::save(ghl::token_set
         co_await db_.run([&](SQLite::Database& db) { save_sync(db, tokens); });
         co_return ghl::store_result<void>();
     } catch (const std::exception& e) {
-        co_return ghl::store_result<void>(boost::system::in_place_error, std::string("oauth_tokens: ") + e.what());
+        co_return ghl::store_result<void>(boost::system::in_place_error,
+                                          std::string("oauth_tokens: ") + e.what());
     }
 }
 
-asio::awaitable<ghl::store_result<void>> sqlite_token_store::mark_needs_reauth(std::string location_id,
-                                                                             std::string reason) {
+asio::awaitable<ghl::store_result<void>>
+sqlite_token_store::mark_needs_reauth(std::string location_id, std::string reason) {
     try {
         co_await db_.run([&](SQLite::Database& db) {
             mark_needs_reauth_sync(db, location_id, reason, system_clock::instance().now());
         });
         co_return ghl::store_result<void>();
     } catch (const std::exception& e) {
-        co_return ghl::store_result<void>(boost::system::in_place_error, std::string("oauth_tokens: ") + e.what());
+        co_return ghl::store_result<void>(boost::system::in_place_error,
+                                          std::string("oauth_tokens: ") + e.what());
     }
 }
 

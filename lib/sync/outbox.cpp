@@ -5,9 +5,8 @@
 
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
-#include <boost/json/serialize.hpp>
-
 #include <algorithm>
+#include <boost/json/serialize.hpp>
 #include <cmath>
 
 namespace speak4::sync {
@@ -83,13 +82,20 @@ const char* table_of(const std::string& entity) {
 
 std::string_view to_string(action a) {
     switch (a) {
-    case action::create: return "create";
-    case action::update: return "update";
-    case action::remove: return "delete";
-    case action::complete: return "complete";
-    case action::tag_add: return "tag_add";
-    case action::tag_remove: return "tag_remove";
-    case action::pull: return "pull";
+    case action::create:
+        return "create";
+    case action::update:
+        return "update";
+    case action::remove:
+        return "delete";
+    case action::complete:
+        return "complete";
+    case action::tag_add:
+        return "tag_add";
+    case action::tag_remove:
+        return "tag_remove";
+    case action::pull:
+        return "pull";
     }
     return "update";
 }
@@ -99,8 +105,9 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
                                         const std::function<double()>& uniform01) {
     // Full jitter (the AWS architecture blog's "Exponential Backoff And Jitter"): spreads
     // retries of many rows evenly instead of in synchronized waves.
-    const double cap = std::min(static_cast<double>(p.max_ms),
-                                static_cast<double>(p.base_ms) * std::ldexp(1.0, std::clamp(attempt, 0, 62)));
+    const double cap =
+        std::min(static_cast<double>(p.max_ms),
+                 static_cast<double>(p.base_ms) * std::ldexp(1.0, std::clamp(attempt, 0, 62)));
     const double u = std::clamp(uniform01(), 0.0, 1.0);
     auto d = std::chrono::milliseconds(static_cast<long long>(cap * u));
     if (retry_after && *retry_after > d)
@@ -108,17 +115,20 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
     return d;
 }
 
-outbox_store::outbox_store(SQLite::Database& db) : db_(db) {}
+outbox_store::outbox_store(SQLite::Database& db)
+    : db_(db) {}
 
 int outbox_store::recover_inflight(sys_time now) {
-    SQLite::Statement u(db_, "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
-                             "updated_at = ? WHERE state = 'inflight'");
+    SQLite::Statement u(db_,
+                        "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
+                        "updated_at = ? WHERE state = 'inflight'");
     u.bind(1, format_iso8601(now));
     return u.exec();
 }
 
 int outbox_store::release_auth_waiters(sys_time now) {
-    SQLite::Statement u(db_, "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
+    SQLite::Statement u(
+        db_, "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
     u.bind(1, format_iso8601(now));
     return u.exec();
 }
@@ -143,7 +153,8 @@ long long outbox_store::prune(sys_time cutoff) {
     return n;
 }
 
-std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::milliseconds coalesce, int max_items) {
+std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::milliseconds coalesce,
+                                           int max_items) {
     const std::string now_s = format_iso8601(now);
     const std::string cutoff = format_iso8601(now - coalesce);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -174,10 +185,12 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         entities.emplace_back(heads.getColumn(0).getString(), heads.getColumn(1).getInt64());
 
     std::vector<work_item> items;
-    SQLite::Statement rows_q(db_, "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
-                                  "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
-    SQLite::Statement mark(db_, "UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
-                                "WHERE id = ?");
+    SQLite::Statement rows_q(
+        db_, "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
+             "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
+    SQLite::Statement mark(
+        db_, "UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
+             "WHERE id = ?");
     for (const auto& [entity, entity_id] : entities) {
         rows_q.reset();
         rows_q.bind(1, entity);
@@ -185,8 +198,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         std::vector<row> rows;
         while (rows_q.executeStep())
             rows.push_back({rows_q.getColumn(0).getInt64(), rows_q.getColumn(1).getString(),
-                            parse_object(rows_q.getColumn(2).getString()), rows_q.getColumn(3).getInt(),
-                            rows_q.getColumn(4).getInt() != 0, rows_q.getColumn(5).getString()});
+                            parse_object(rows_q.getColumn(2).getString()),
+                            rows_q.getColumn(3).getInt(), rows_q.getColumn(4).getInt() != 0,
+                            rows_q.getColumn(5).getString()});
         if (rows.empty())
             continue;
 
@@ -195,7 +209,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         item.ctx.id = entity_id;
         // Mirror context: ids and what a lookup needs.
         if (entity == "contact") {
-            SQLite::Statement c(db_, "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
+            SQLite::Statement c(
+                db_,
+                "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
@@ -206,9 +222,10 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             }
         } else {
             const std::string t = table_of(entity);
-            SQLite::Statement c(db_, "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
-                                         std::string(entity == "task" ? ", x.due_date" : ", NULL") + " FROM " + t +
-                                         " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
+            SQLite::Statement c(
+                db_, "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
+                         std::string(entity == "task" ? ", x.due_date" : ", NULL") + " FROM " + t +
+                         " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
@@ -218,7 +235,8 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 item.ctx.body = opt_text(c.getColumn(4));
                 item.ctx.due_date = opt_text(c.getColumn(5));
             }
-            SQLite::Statement sib(db_, "SELECT ghl_id FROM " + t + " WHERE contact_id = ? AND ghl_id IS NOT NULL");
+            SQLite::Statement sib(db_, "SELECT ghl_id FROM " + t +
+                                           " WHERE contact_id = ? AND ghl_id IS NOT NULL");
             sib.bind(1, item.ctx.contact_id);
             while (sib.executeStep())
                 item.ctx.known_child_ghl_ids.push_back(sib.getColumn(0).getString());
@@ -227,7 +245,8 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         // Coalesce: a delete absorbs everything before it; otherwise the longest run of rows of
         // the same class becomes one call.
         std::size_t n = 0;
-        const auto del = std::find_if(rows.begin(), rows.end(), [](const row& r) { return r.op == "delete"; });
+        const auto del =
+            std::find_if(rows.begin(), rows.end(), [](const row& r) { return r.op == "delete"; });
         bool skip_call = false;
         if (del != rows.end()) {
             n = static_cast<std::size_t>(del - rows.begin()) + 1;
@@ -243,13 +262,23 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 ++n;
             switch (cls) {
             case op_class::write:
-                item.act = rows.front().op == "create" && !item.ctx.ghl_id ? action::create : action::update;
+                item.act = rows.front().op == "create" && !item.ctx.ghl_id ? action::create
+                                                                           : action::update;
                 break;
-            case op_class::tag_add: item.act = action::tag_add; break;
-            case op_class::tag_remove: item.act = action::tag_remove; break;
-            case op_class::complete: item.act = action::complete; break;
-            case op_class::pull: item.act = action::pull; break;
-            case op_class::remove: break;
+            case op_class::tag_add:
+                item.act = action::tag_add;
+                break;
+            case op_class::tag_remove:
+                item.act = action::tag_remove;
+                break;
+            case op_class::complete:
+                item.act = action::complete;
+                break;
+            case op_class::pull:
+                item.act = action::pull;
+                break;
+            case op_class::remove:
+                break;
             }
         }
         for (std::size_t i = 0; i < n; ++i) {
@@ -257,13 +286,26 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             item.rows.push_back(r.id);
             item.attempts = std::max(item.attempts, r.attempts);
             item.uncertain |= r.uncertain;
-            if (const auto* s = r.payload.if_contains("set"); s && s->is_object())
+            if (const auto* s = r.payload.if_contains("set"); s && s->is_object()) {
                 merge_set(item.set, s->get_object());
+                const auto& set = s->get_object();
+                auto remember = [&set](const char* key, std::vector<std::string>& into) {
+                    const auto* v = set.if_contains(key);
+                    if (v && v->is_string() &&
+                        std::find(into.begin(), into.end(), v->get_string()) == into.end())
+                        into.emplace_back(v->get_string());
+                };
+                remember("email", item.emails);
+                remember("phone", item.phones);
+                remember("title", item.titles);
+                remember("body", item.bodies);
+            }
             if (const auto* t = r.payload.if_contains("tags"))
                 add_unique(item.tags, *t);
             if (const auto* c = r.payload.if_contains("completed"); c && c->is_bool())
                 item.completed = c->get_bool();
-            if (const auto* ch = r.payload.if_contains("children"); ch && ch->is_bool() && ch->get_bool())
+            if (const auto* ch = r.payload.if_contains("children");
+                ch && ch->is_bool() && ch->get_bool())
                 item.children = true;
             if (const auto* l = r.payload.if_contains("lead"); l && l->is_bool() && l->get_bool())
                 item.lead = true;
@@ -273,7 +315,8 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
 
         // Work that can never reach GHL is settled here, without a call.
         std::optional<std::string> dead_reason;
-        const bool needs_own_id = item.act != action::create && !(item.act == action::remove && item.uncertain);
+        const bool needs_own_id =
+            item.act != action::create && !(item.act == action::remove && item.uncertain);
         if (skip_call) {
             for (auto id : item.rows) {
                 mark.reset();
@@ -301,7 +344,8 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             mark.exec();
         }
         if (dead_reason) {
-            log::warn("outbox row dead", {{"outbox_id", item.first_row}, {"entity", entity}, {"error", *dead_reason}});
+            log::warn("outbox row dead",
+                      {{"outbox_id", item.first_row}, {"entity", entity}, {"error", *dead_reason}});
             continue;
         }
         items.push_back(std::move(item));
@@ -310,14 +354,17 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     return items;
 }
 
-void outbox_store::finish(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
-                          sys_time now, const retry_policy& policy, const std::function<double()>& uniform01) {
+void outbox_store::finish(const work_item& item, const outcome& out,
+                          const std::vector<audit_entry>& audit, sys_time now,
+                          const retry_policy& policy, const std::function<double()>& uniform01) {
     const std::string now_s = format_iso8601(now);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
 
     // Audit: one row per HTTP request sent, committed with the outcome it led to.
-    SQLite::Statement a(db_, "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
-                             "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    SQLite::Statement a(
+        db_,
+        "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
+        "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
     std::optional<long long> remaining, daily;
     for (const auto& e : audit) {
         a.reset();
@@ -346,7 +393,8 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
     }
     auto cursor = [&](const char* name, long long v) {
         SQLite::Statement c(db_, "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) "
-                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
+                                 "updated_at = excluded.updated_at");
         c.bind(1, name);
         c.bind(2, std::to_string(v));
         c.bind(3, now_s);
@@ -364,7 +412,8 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
     bool uncertain = false;
     std::optional<std::string> error;
     switch (out.what) {
-    case outcome::kind::done: break;
+    case outcome::kind::done:
+        break;
     case outcome::kind::dead:
         state = "dead";
         error = out.error;
@@ -377,7 +426,8 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
             error = "gave up after " + std::to_string(attempts) + " attempts: " + out.error;
         } else {
             state = "pending";
-            next = format_iso8601(now + backoff_delay(policy, item.attempts, out.retry_after, uniform01));
+            next = format_iso8601(now +
+                                  backoff_delay(policy, item.attempts, out.retry_after, uniform01));
         }
         break;
     case outcome::kind::wait_auth:
@@ -387,8 +437,9 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
         next = format_iso8601(now + std::chrono::seconds(30));
         break;
     }
-    SQLite::Statement u(db_, "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
-                             "last_status = ?, uncertain = ?, claimed_at = NULL, updated_at = ? WHERE id = ?");
+    SQLite::Statement u(
+        db_, "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+             "last_status = ?, uncertain = ?, claimed_at = NULL, updated_at = ? WHERE id = ?");
     for (auto id : item.rows) {
         u.reset();
         u.clearBindings();
@@ -413,7 +464,8 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
                                       {"error", error.value_or("")}});
 
     auto change = [&](const char* kind, const char* source) {
-        SQLite::Statement c(db_, "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
+        SQLite::Statement c(
+            db_, "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
         c.bind(1, item.ctx.entity);
         c.bind(2, item.ctx.id);
         c.bind(3, kind);
@@ -424,7 +476,9 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
 
     if (out.gone) {
         // The record no longer exists in GHL: the mirror says so too.
-        SQLite::Statement d(db_, std::string("UPDATE ") + table + " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
+        SQLite::Statement d(db_,
+                            std::string("UPDATE ") + table +
+                                " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
         d.bind(1, now_s);
         d.bind(2, item.ctx.id);
         if (d.exec() > 0)
@@ -433,7 +487,8 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
     if (out.what == outcome::kind::done && !out.gone && item.act != action::pull) {
         // Write-back: the GHL id, GHL's timestamp and the record as GHL returned it.
         if (out.ghl_id && out.ghl_id != item.ctx.ghl_id) {
-            SQLite::Statement other(db_, std::string("SELECT id FROM ") + table + " WHERE ghl_id = ? AND id <> ?");
+            SQLite::Statement other(db_, std::string("SELECT id FROM ") + table +
+                                             " WHERE ghl_id = ? AND id <> ?");
             other.bind(1, *out.ghl_id);
             other.bind(2, item.ctx.id);
             if (other.executeStep()) {
@@ -442,13 +497,15 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
                 const std::int64_t dup = other.getColumn(0).getInt64();
                 if (item.ctx.entity == "contact") {
                     for (const char* child : {"tasks", "notes", "appointments"}) {
-                        SQLite::Statement m(db_, std::string("UPDATE ") + child + " SET contact_id = ? WHERE contact_id = ?");
+                        SQLite::Statement m(db_, std::string("UPDATE ") + child +
+                                                     " SET contact_id = ? WHERE contact_id = ?");
                         m.bind(1, item.ctx.id);
                         m.bind(2, dup);
                         m.exec();
                     }
                 }
-                SQLite::Statement mo(db_, "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
+                SQLite::Statement mo(
+                    db_, "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
                 mo.bind(1, item.ctx.id);
                 mo.bind(2, item.ctx.entity);
                 mo.bind(3, dup);
@@ -457,14 +514,17 @@ void outbox_store::finish(const work_item& item, const outcome& out, const std::
                 del.bind(1, dup);
                 del.exec();
             }
-            SQLite::Statement g(db_, std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
+            SQLite::Statement g(db_,
+                                std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
             g.bind(1, *out.ghl_id);
             g.bind(2, item.ctx.id);
             g.exec();
         }
-        SQLite::Statement w(db_, std::string("UPDATE ") + table +
-                                     " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
-                                     "updated_at = ? WHERE id = ?");
+        SQLite::Statement w(
+            db_,
+            std::string("UPDATE ") + table +
+                " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
+                "updated_at = ? WHERE id = ?");
         if (out.remote_updated_at)
             w.bind(1, *out.remote_updated_at);
         if (out.raw)

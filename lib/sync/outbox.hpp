@@ -6,10 +6,8 @@
 
 #include "core/time.hpp"
 
-#include <boost/json/object.hpp>
-
 #include <SQLiteCpp/Database.h>
-
+#include <boost/json/object.hpp>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -25,14 +23,14 @@ std::string_view to_string(action a);
 
 /// The identity and current mirror data of the entity a work item is about.
 struct entity_context {
-    std::string entity;                     ///< contact | task | note
-    std::int64_t id = 0;                    ///< mirror row id
-    std::optional<std::string> ghl_id;      ///< the entity's GHL id, when known
+    std::string entity;                        ///< contact | task | note
+    std::int64_t id = 0;                       ///< mirror row id
+    std::optional<std::string> ghl_id;         ///< the entity's GHL id, when known
     std::optional<std::string> contact_ghl_id; ///< tasks and notes: their contact's GHL id
-    std::int64_t contact_id = 0;            ///< tasks and notes: their contact's mirror id
+    std::int64_t contact_id = 0;               ///< tasks and notes: their contact's mirror id
     // For looking up a create whose outcome is unknown:
     std::optional<std::string> email, phone, first_name, last_name; ///< contacts
-    std::optional<std::string> title, body, due_date;                ///< tasks and notes
+    std::optional<std::string> title, body, due_date;               ///< tasks and notes
     std::vector<std::string> known_child_ghl_ids; ///< ids already linked to sibling rows
 };
 
@@ -40,24 +38,27 @@ struct entity_context {
 struct work_item {
     action act = action::update;
     entity_context ctx;
-    boost::json::object set;                ///< create/update: GHL fields, later rows win
-    std::vector<std::string> tags;          ///< tag_add / tag_remove
-    bool completed = true;                  ///< complete
-    bool children = false;                  ///< pull: tasks, notes and appointments too
-    bool lead = false;                      ///< create: find by email/phone first
-    bool uncertain = false;                 ///< an earlier attempt may have reached GHL
-    int attempts = 0;                       ///< attempts so far (the most of its rows)
-    std::vector<std::int64_t> rows;         ///< outbox ids covered, oldest first
-    std::int64_t first_row = 0;             ///< the row audit entries are filed under
-    std::string first_created_at;           ///< when the oldest row was written
+    boost::json::object set;       ///< create/update: GHL fields, later rows win
+    std::vector<std::string> tags; ///< tag_add / tag_remove
+    bool completed = true;         ///< complete
+    bool children = false;         ///< pull: tasks, notes and appointments too
+    bool lead = false;             ///< create: find by email/phone first
+    bool uncertain = false;        ///< an earlier attempt may have reached GHL
+    int attempts = 0;              ///< attempts so far (the most of its rows)
+    /// Every email, phone, title and body the covered rows ever set: an earlier attempt of a
+    /// create may have sent an older value than the merged `set`, so a lookup tries them all.
+    std::vector<std::string> emails, phones, titles, bodies;
+    std::vector<std::int64_t> rows; ///< outbox ids covered, oldest first
+    std::int64_t first_row = 0;     ///< the row audit entries are filed under
+    std::string first_created_at;   ///< when the oldest row was written
 };
 
 /// One HTTP request sent to GHL while working on an item (an audit_log row).
 struct audit_entry {
     std::string ts;
     std::string method;
-    std::string path;                       ///< concrete path with ids, no query secrets
-    std::optional<int> status;              ///< none when no response came
+    std::string path;          ///< concrete path with ids, no query secrets
+    std::optional<int> status; ///< none when no response came
     std::optional<long long> latency_ms;
     int attempt = 1;
     std::optional<std::int64_t> outbox_id;
@@ -70,18 +71,18 @@ struct audit_entry {
 /// How a work item ended.
 struct outcome {
     enum class kind {
-        done,        ///< applied; write back below
-        retry,       ///< try again after a backoff (transient failure)
-        dead,        ///< permanent failure: a dead letter with `error`
-        wait_auth,   ///< no usable credentials: back to pending without spending an attempt
+        done,      ///< applied; write back below
+        retry,     ///< try again after a backoff (transient failure)
+        dead,      ///< permanent failure: a dead letter with `error`
+        wait_auth, ///< no usable credentials: back to pending without spending an attempt
     } what = kind::done;
-    std::string error;                      ///< retry/dead: "PUT /contacts/:contactId: 422 {…}"
-    std::optional<int> status;              ///< last HTTP status
+    std::string error;         ///< retry/dead: "PUT /contacts/:contactId: 422 {…}"
+    std::optional<int> status; ///< last HTTP status
     std::optional<std::chrono::milliseconds> retry_after;
-    bool may_have_been_applied = false;     ///< retry: the request may have reached GHL
-    bool gone = false;                      ///< dead/done because the record vanished remotely
+    bool may_have_been_applied = false; ///< retry: the request may have reached GHL
+    bool gone = false;                  ///< dead/done because the record vanished remotely
     // Write-back on done:
-    std::optional<std::string> ghl_id;      ///< the entity's GHL id (create, or linked)
+    std::optional<std::string> ghl_id; ///< the entity's GHL id (create, or linked)
     std::optional<std::string> remote_updated_at;
     std::optional<boost::json::object> raw; ///< the record GHL returned
 };

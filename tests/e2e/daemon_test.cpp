@@ -4,18 +4,17 @@
 #include "support/test_support.hpp"
 
 #include <SQLiteCpp/Database.h>
+#include <arpa/inet.h>
+#include <atomic>
+#include <csignal>
 #include <gtest/gtest.h>
+#include <mutex>
+#include <netinet/in.h>
+#include <random>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <unistd.h>
-
-#include <arpa/inet.h>
-#include <csignal>
-#include <netinet/in.h>
-#include <atomic>
-#include <mutex>
-#include <random>
 #include <thread>
+#include <unistd.h>
 
 using namespace speak4::testing;
 namespace bj = boost::json;
@@ -26,7 +25,8 @@ namespace {
 /// a thread, as systemd does: a full datagram queue would block the daemon's sd_notify().
 class notify_socket {
 public:
-    explicit notify_socket(const std::filesystem::path& path) : path_(path) {
+    explicit notify_socket(const std::filesystem::path& path)
+        : path_(path) {
         fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_un a{};
         a.sun_family = AF_UNIX;
@@ -85,7 +85,8 @@ http_answer http(unsigned short port, const std::string& method, const std::stri
         ::close(fd);
         return {};
     }
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    std::string req =
+        method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
     if (!token.empty())
         req += "Authorization: Bearer " + token + "\r\n";
     if (!body.empty())
@@ -127,21 +128,27 @@ protected:
 
     void write_config(const std::string& extra = "") {
         write_file(dir_ / "speak4-sync.toml",
-                   "[database]\npath = \"" + (dir_ / "s.db").string() + "\"\n"
-                   "[ghl]\nbase_url = \"" + sim_->base_url() + "\"\nlocation_id = \"" + sim_->location_id() +
-                       "\"\ntoken_file = \"" + (dir_ / "ghl-token").string() + "\"\ntimeout_ms = 2000\n"
-                   "[api]\nlisten = \"127.0.0.1:" + std::to_string(api_port_) + "\"\ntoken_file = \"" +
-                       (dir_ / "api-token").string() + "\"\n"
-                   "[retry]\nbase_ms = 10\nmax_ms = 200\nmax_attempts = 100\n"
-                   "[sync]\ncoalesce_ms = 10\n"
-                   "[logging]\nlevel = \"warn\"\nformat = \"json\"\n" + extra);
+                   "[database]\npath = \"" + (dir_ / "s.db").string() +
+                       "\"\n"
+                       "[ghl]\nbase_url = \"" +
+                       sim_->base_url() + "\"\nlocation_id = \"" + sim_->location_id() +
+                       "\"\ntoken_file = \"" + (dir_ / "ghl-token").string() +
+                       "\"\ntimeout_ms = 2000\n"
+                       "[api]\nlisten = \"127.0.0.1:" +
+                       std::to_string(api_port_) + "\"\ntoken_file = \"" +
+                       (dir_ / "api-token").string() +
+                       "\"\n"
+                       "[retry]\nbase_ms = 10\nmax_ms = 200\nmax_attempts = 100\n"
+                       "[sync]\ncoalesce_ms = 10\n"
+                       "[logging]\nlevel = \"warn\"\nformat = \"json\"\n" +
+                       extra);
     }
 
     std::unique_ptr<child_process> start_daemon() {
-        return std::make_unique<child_process>(binary_path().string(),
-                                               std::vector<std::string>{"--config", (dir_ / "speak4-sync.toml").string(), "run"},
-                                               dir_ / "daemon.out", dir_ / "daemon.err",
-                                               std::vector<std::string>{notify_.env()});
+        return std::make_unique<child_process>(
+            binary_path().string(),
+            std::vector<std::string>{"--config", (dir_ / "speak4-sync.toml").string(), "run"},
+            dir_ / "daemon.out", dir_ / "daemon.err", std::vector<std::string>{notify_.env()});
     }
 
     run_result cli(std::vector<std::string> args, const std::string& in = "") {
@@ -175,25 +182,41 @@ protected:
 
 std::string contact_event(int i) {
     const std::string n = std::to_string(i);
-    return R"({"type":"contact.created","event_id":"c-)" + n + R"(","contact":{"speak4_id":"s4-)" + n +
-           R"(","firstName":"P)" + n + R"(","email":"p)" + n + R"(@example.com"},"notes":[{"speak4_id":"n-)" + n +
-           R"(","body":"note )" + n + R"("}]})" "\n" R"({"type":"task.created","event_id":"t-)" + n +
-           R"(","contact":{"speak4_id":"s4-)" + n + R"("},"task":{"speak4_id":"t-)" + n + R"(","title":"task )" + n +
-           R"(","dueDate":"2026-12-01T15:00:00Z"}})" "\n" R"({"type":"contact.updated","event_id":"u-)" + n +
-           R"(","contact":{"speak4_id":"s4-)" + n + R"(","lastName":"L)" + n + R"("}})" "\n";
+    return R"({"type":"contact.created","event_id":"c-)" + n + R"(","contact":{"speak4_id":"s4-)" +
+           n + R"(","firstName":"P)" + n + R"(","email":"p)" + n +
+           R"(@example.com"},"notes":[{"speak4_id":"n-)" + n + R"(","body":"note )" + n +
+           R"("}]})"
+           "\n"
+           R"({"type":"task.created","event_id":"t-)" +
+           n + R"(","contact":{"speak4_id":"s4-)" + n + R"("},"task":{"speak4_id":"t-)" + n +
+           R"(","title":"task )" + n +
+           R"(","dueDate":"2026-12-01T15:00:00Z"}})"
+           "\n"
+           R"({"type":"contact.updated","event_id":"u-)" +
+           n + R"(","contact":{"speak4_id":"s4-)" + n + R"(","lastName":"L)" + n +
+           R"("}})"
+           "\n";
 }
 
 } // namespace
 
 TEST_F(daemon_test, starts_ready_serves_and_stops_cleanly) {
     auto d = start_daemon();
-    ASSERT_TRUE(wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos || !d->running(); }, 20000))
+    ASSERT_TRUE(wait_until(
+        [&] { return notify_.poll().find("READY=1") != std::string::npos || !d->running(); },
+        20000))
         << read_file(dir_ / "daemon.err");
     ASSERT_TRUE(d->running()) << read_file(dir_ / "daemon.err");
     EXPECT_EQ(http(api_port_, "GET", "/healthz").status, 200);
-    auto r = http(api_port_, "POST", "/v1/events", contact_event(1).substr(0, contact_event(1).find('\n')), "api-secret");
+    auto r = http(api_port_, "POST", "/v1/events",
+                  contact_event(1).substr(0, contact_event(1).find('\n')), "api-secret");
     EXPECT_EQ(r.status, 202) << r.body;
-    EXPECT_TRUE(wait_until([&] { return drained() && count("SELECT COUNT(*) FROM contacts WHERE ghl_id IS NOT NULL") == 1; }, 20000));
+    EXPECT_TRUE(wait_until(
+        [&] {
+            return drained() &&
+                   count("SELECT COUNT(*) FROM contacts WHERE ghl_id IS NOT NULL") == 1;
+        },
+        20000));
     d->signal(SIGTERM);
     EXPECT_EQ(d->wait(20000), 0);
     EXPECT_NE(notify_.poll().find("STOPPING=1"), std::string::npos);
@@ -203,10 +226,12 @@ TEST_F(daemon_test, starts_ready_serves_and_stops_cleanly) {
 TEST_F(daemon_test, sighup_rotates_the_ghl_token_without_dropping_work) {
     write_file(dir_ / "ghl-token", "revoked-token\n", 0600);
     auto d = start_daemon();
-    ASSERT_TRUE(wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos; }, 20000));
+    ASSERT_TRUE(
+        wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos; }, 20000));
     ASSERT_EQ(cli({"emit", "-"}, contact_event(7)).exit_code, 0);
     // GHL refuses the old token: the work waits (no attempts spent, nothing dead).
-    ASSERT_TRUE(wait_until([&] { return count("SELECT COUNT(*) FROM audit_log WHERE status = 401") > 0; }, 20000));
+    ASSERT_TRUE(wait_until(
+        [&] { return count("SELECT COUNT(*) FROM audit_log WHERE status = 401") > 0; }, 20000));
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
     write_file(dir_ / "ghl-token", "token-two\n", 0600);
     d->signal(SIGHUP);
@@ -219,7 +244,9 @@ TEST_F(daemon_test, sighup_rotates_the_ghl_token_without_dropping_work) {
     const std::string err = read_file(dir_ / "daemon.err");
     EXPECT_EQ(err.find("revoked-token"), std::string::npos);
     EXPECT_EQ(err.find("token-two"), std::string::npos);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%token-%' OR path LIKE '%token-%'"), 0);
+    EXPECT_EQ(
+        count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%token-%' OR path LIKE '%token-%'"),
+        0);
 }
 
 // DESIGN §8: kill -9 at any moment loses no accepted event and duplicates no record.
@@ -242,7 +269,8 @@ TEST_F(daemon_test, sigkill_at_random_points_loses_nothing_and_duplicates_nothin
     int emitted = 1;
     for (int round = 0; round < 80 && (kills < 24 || emitted < batches); ++round) {
         auto d = start_daemon();
-        std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<int>(80, 400)(rng)));
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(80, 400)(rng)));
         if (emitted < batches && round % 6 == 5) {
             ASSERT_EQ(emit_batch(emitted++), 0); // more events arrive while the daemon runs
         }
@@ -259,7 +287,10 @@ TEST_F(daemon_test, sigkill_at_random_points_loses_nothing_and_duplicates_nothin
     auto d = start_daemon();
     ASSERT_TRUE(wait_until([&] { return count_ready() > ready_before; }, 20000));
     ASSERT_TRUE(wait_until([&] { return drained(); }, 120000))
-        << cli({"queue", "list", "--limit", "20"}).out << [&] { auto e = read_file(dir_ / "daemon.err"); return e.substr(e.size() > 6000 ? e.size() - 6000 : 0); }();
+        << cli({"queue", "list", "--limit", "20"}).out << [&] {
+               auto e = read_file(dir_ / "daemon.err");
+               return e.substr(e.size() > 6000 ? e.size() - 6000 : 0);
+           }();
     d->signal(SIGTERM);
     EXPECT_EQ(d->wait(20000), 0);
 

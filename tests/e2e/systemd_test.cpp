@@ -2,9 +2,8 @@
 // better, and shaped for Type=notify with credentials.
 #include "support/test_support.hpp"
 
-#include <gtest/gtest.h>
-
 #include <cstdlib>
+#include <gtest/gtest.h>
 #include <regex>
 
 using namespace speak4::testing;
@@ -19,10 +18,12 @@ std::string find_analyze() {
 }
 
 /// The "Overall exposure level" systemd-analyze gives `unit_file` (copied as `name`).
-double exposure(const std::string& analyze, const std::filesystem::path& unit_file, const std::string& name) {
+double exposure(const std::string& analyze, const std::filesystem::path& unit_file,
+                const std::string& name) {
     temp_dir dir;
     std::filesystem::copy_file(unit_file, dir / name);
-    auto r = run_program(analyze, {"security", "--offline=true", "--no-pager", (dir / name).string()});
+    auto r =
+        run_program(analyze, {"security", "--offline=true", "--no-pager", (dir / name).string()});
     std::smatch m;
     const std::string all = r.out + r.err;
     if (!std::regex_search(all, m, std::regex(R"(Overall exposure level for [^:]+: ([0-9.]+))")))
@@ -46,11 +47,14 @@ TEST(systemd_units, run_the_daemon_as_a_notify_service_with_credentials) {
     for (const char* name : {"speak4-sync.service", "speak4-sync@.service"}) {
         const std::string u = read_file(units / name);
         SCOPED_TRACE(name);
-        for (const char* line : {"Type=notify", "WatchdogSec=", "Restart=on-failure", "DynamicUser=yes",
-                                 "StateDirectory=speak4-sync", "ConfigurationDirectory=speak4-sync",
-                                 "LoadCredential=ghl-token:", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP"})
+        for (const char* line :
+             {"Type=notify", "WatchdogSec=", "Restart=on-failure", "DynamicUser=yes",
+              "StateDirectory=speak4-sync", "ConfigurationDirectory=speak4-sync",
+              "LoadCredential=ghl-token:", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP"})
             EXPECT_NE(u.find(line), std::string::npos) << line;
         EXPECT_NE(u.find(" run\n"), std::string::npos);
     }
-    EXPECT_NE(read_file(units / "speak4-sync@.service").find("--config /etc/speak4-sync/%i.toml run"), std::string::npos);
+    EXPECT_NE(
+        read_file(units / "speak4-sync@.service").find("--config /etc/speak4-sync/%i.toml run"),
+        std::string::npos);
 }

@@ -67,8 +67,11 @@ protected:
         rl.burst = 100000;
         rl.window = 1000ms;
         rl.daily = 100000000;
-        sync::ghl_access access{http, std::make_shared<ghl::static_token_provider>(secret("sim-private-token")),
-                                std::make_shared<ghl::rate_limiter>(rl), {}};
+        sync::ghl_access access{
+            http,
+            std::make_shared<ghl::static_token_provider>(secret("sim-private-token")),
+            std::make_shared<ghl::rate_limiter>(rl),
+            {}};
         access.options.location_id = sim_->location_id();
         sync::dispatcher_options opt;
         opt.max_concurrency = 4;
@@ -86,7 +89,10 @@ protected:
                     t.expires_after(50ms);
                     co_await t.async_wait(asio::use_awaitable);
                     const auto open = co_await db_->run([](SQLite::Database& db) {
-                        return db.execAndGet("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')").getInt64();
+                        return db
+                            .execAndGet(
+                                "SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight')")
+                            .getInt64();
                     });
                     if (open == 0)
                         break;
@@ -118,7 +124,8 @@ bj::object sim_contact(sim::server& s, const std::string& id) {
 } // namespace
 
 TEST_F(push_test, each_trigger_reaches_ghl_and_writes_back) {
-    emit(R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","lastName":"Lovelace",
+    emit(
+        R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","lastName":"Lovelace",
              "email":"ada@example.com","phone":"+15551234567","tags":["vip"],"customFields":{"cf1":"87"}},
              "notes":[{"speak4_id":"n-1","body":"Called, wants a demo"}]})");
     emit(R"({"type":"task.created","contact":{"speak4_id":"s4-1"},
@@ -130,13 +137,15 @@ TEST_F(push_test, each_trigger_reaches_ghl_and_writes_back) {
     auto c = sim_contact(*sim_, cid);
     EXPECT_EQ(c.at("firstName").as_string(), "Ada");
     EXPECT_EQ(c.at("email").as_string(), "ada@example.com");
-    EXPECT_NE(text("SELECT raw FROM contacts WHERE speak4_id = 's4-1'").find(cid), std::string::npos);
+    EXPECT_NE(text("SELECT raw FROM contacts WHERE speak4_id = 's4-1'").find(cid),
+              std::string::npos);
     EXPECT_FALSE(text("SELECT remote_updated_at FROM contacts WHERE speak4_id = 's4-1'").empty());
     EXPECT_EQ(text("SELECT LENGTH(ghl_id) FROM tasks WHERE speak4_id = 't-1'"), "20");
     EXPECT_EQ(text("SELECT LENGTH(ghl_id) FROM notes WHERE speak4_id = 'n-1'"), "20");
     // One audit row per request, each filed under its outbox row, no bodies.
     EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log"), sim_->get_stats().requests);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE method = 'POST' AND path = '/contacts/' AND status = 201 "
+    EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE method = 'POST' AND path = '/contacts/' "
+                    "AND status = 201 "
                     "AND outbox_id IS NOT NULL AND latency_ms IS NOT NULL"),
               1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE path LIKE '%ada@example.com%'"), 0);
@@ -144,9 +153,12 @@ TEST_F(push_test, each_trigger_reaches_ghl_and_writes_back) {
     emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","phone":"+15550000000"}})");
     emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-1"},"tags":["hot"]})");
     emit(R"({"type":"contact.untagged","contact":{"speak4_id":"s4-1"},"tags":["vip"]})");
-    emit(R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Send the link"}})");
-    emit(R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})");
-    emit(R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-1","body":"Demo booked"}})");
+    emit(
+        R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Send the link"}})");
+    emit(
+        R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})");
+    emit(
+        R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-1","body":"Demo booked"}})");
     st = drain();
     c = sim_contact(*sim_, cid);
     EXPECT_EQ(c.at("phone").as_string(), "+15550000000");
@@ -171,9 +183,11 @@ TEST_F(push_test, each_trigger_reaches_ghl_and_writes_back) {
 }
 
 TEST_F(push_test, a_create_and_its_updates_are_one_call) {
-    emit(R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"A","email":"a@example.com"}})");
+    emit(
+        R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"A","email":"a@example.com"}})");
     for (int i = 0; i < 100; ++i)
-        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","lastName":"V)" + std::to_string(i) + R"("}})");
+        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","lastName":"V)" +
+             std::to_string(i) + R"("}})");
     drain();
     const auto s = sim_->get_stats();
     EXPECT_EQ(s.requests, 1);
@@ -185,7 +199,8 @@ TEST_F(push_test, a_create_and_its_updates_are_one_call) {
 TEST_F(push_test, a_hundred_updates_to_a_known_contact_are_one_put) {
     const std::string id = sim_->seed_contact({{"firstName", "Bo"}, {"email", "bo@example.com"}});
     for (int i = 0; i < 100; ++i)
-        emit(R"({"type":"contact.updated","contact":{"ghl_id":")" + id + R"(","lastName":"V)" + std::to_string(i) + R"("}})");
+        emit(R"({"type":"contact.updated","contact":{"ghl_id":")" + id + R"(","lastName":"V)" +
+             std::to_string(i) + R"("}})");
     drain();
     const auto s = sim_->get_stats();
     EXPECT_EQ(s.requests, 1);
@@ -194,8 +209,10 @@ TEST_F(push_test, a_hundred_updates_to_a_known_contact_are_one_put) {
 }
 
 TEST_F(push_test, the_duplicate_contact_answer_links_and_updates) {
-    const std::string existing = sim_->seed_contact({{"firstName", "Grace"}, {"email", "grace@example.com"}});
-    emit(R"({"type":"contact.created","contact":{"speak4_id":"s4-2","firstName":"Grace","lastName":"Hopper","email":"grace@example.com"}})");
+    const std::string existing =
+        sim_->seed_contact({{"firstName", "Grace"}, {"email", "grace@example.com"}});
+    emit(
+        R"({"type":"contact.created","contact":{"speak4_id":"s4-2","firstName":"Grace","lastName":"Hopper","email":"grace@example.com"}})");
     drain();
     EXPECT_EQ(text("SELECT ghl_id FROM contacts WHERE speak4_id = 's4-2'"), existing);
     EXPECT_EQ(sim_contact(*sim_, existing).at("lastName").as_string(), "Hopper");
@@ -205,8 +222,10 @@ TEST_F(push_test, the_duplicate_contact_answer_links_and_updates) {
 }
 
 TEST_F(push_test, a_lead_is_matched_by_email_before_any_create) {
-    const std::string existing = sim_->seed_contact({{"firstName", "Lee"}, {"email", "lee@example.com"}});
-    emit(R"({"type":"lead.created","contact":{"speak4_id":"s4-3","email":"lee@example.com","lastName":"Smith"}})");
+    const std::string existing =
+        sim_->seed_contact({{"firstName", "Lee"}, {"email", "lee@example.com"}});
+    emit(
+        R"({"type":"lead.created","contact":{"speak4_id":"s4-3","email":"lee@example.com","lastName":"Smith"}})");
     drain();
     EXPECT_EQ(text("SELECT ghl_id FROM contacts WHERE speak4_id = 's4-3'"), existing);
     EXPECT_EQ(sim_->get_stats().by_route.count("POST /contacts/"), 0u);
@@ -214,10 +233,14 @@ TEST_F(push_test, a_lead_is_matched_by_email_before_any_create) {
 }
 
 TEST_F(push_test, tasks_wait_for_their_contact_and_keep_per_entity_order) {
-    emit(R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","email":"ada@example.com"}})");
-    emit(R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"One","dueDate":"2026-12-01T15:00:00Z"}})");
-    emit(R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})");
-    emit(R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Two"}})");
+    emit(
+        R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","email":"ada@example.com"}})");
+    emit(
+        R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"One","dueDate":"2026-12-01T15:00:00Z"}})");
+    emit(
+        R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})");
+    emit(
+        R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Two"}})");
     drain();
     const auto reqs = sim_->requests();
     ASSERT_GE(reqs.size(), 4u);
@@ -261,13 +284,17 @@ TEST_F(push_test, a_mixed_workload_converges_exactly_once_under_faults) {
     const int contacts = 25;
     for (int i = 0; i < contacts; ++i) {
         const std::string n = std::to_string(i);
-        emit(R"({"type":"contact.created","event_id":"c)" + n + R"(","contact":{"speak4_id":"s4-)" + n +
-             R"(","firstName":"P)" + n + R"(","email":"p)" + n + R"(@example.com"},"notes":[{"speak4_id":"n-)" + n +
-             R"(","body":"note )" + n + R"("}]})");
-        emit(R"({"type":"task.created","contact":{"speak4_id":"s4-)" + n + R"("},"task":{"speak4_id":"t-)" + n +
-             R"(","title":"task )" + n + R"(","dueDate":"2026-12-01T15:00:00Z"}})");
-        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-)" + n + R"(","lastName":"L)" + n + R"("}})");
-        emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-)" + n + R"("},"tags":["t)" + n + R"("]})");
+        emit(R"({"type":"contact.created","event_id":"c)" + n + R"(","contact":{"speak4_id":"s4-)" +
+             n + R"(","firstName":"P)" + n + R"(","email":"p)" + n +
+             R"(@example.com"},"notes":[{"speak4_id":"n-)" + n + R"(","body":"note )" + n +
+             R"("}]})");
+        emit(R"({"type":"task.created","contact":{"speak4_id":"s4-)" + n +
+             R"("},"task":{"speak4_id":"t-)" + n + R"(","title":"task )" + n +
+             R"(","dueDate":"2026-12-01T15:00:00Z"}})");
+        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-)" + n + R"(","lastName":"L)" +
+             n + R"("}})");
+        emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-)" + n + R"("},"tags":["t)" +
+             n + R"("]})");
     }
     sim::fault_config f;
     f.error_rate = 0.08;
@@ -279,7 +306,8 @@ TEST_F(push_test, a_mixed_workload_converges_exactly_once_under_faults) {
     const auto st = drain(120s);
     sim_->set_faults({});
 
-    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0) << "dead letters without a permanent error";
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0)
+        << "dead letters without a permanent error";
     const auto s = sim_->get_stats();
     EXPECT_GT(s.faults.size(), 0u);
     for (const auto& [key, n] : s.creates_by_key)
@@ -293,7 +321,8 @@ TEST_F(push_test, a_mixed_workload_converges_exactly_once_under_faults) {
         const std::string first(c.at("firstName").as_string());
         EXPECT_EQ(c.at("lastName").as_string(), "L" + first.substr(1));
         const auto& tags = c.at("tags").as_array();
-        EXPECT_NE(std::find(tags.begin(), tags.end(), bj::value("t" + first.substr(1))), tags.end());
+        EXPECT_NE(std::find(tags.begin(), tags.end(), bj::value("t" + first.substr(1))),
+                  tags.end());
     }
     EXPECT_EQ(count("SELECT COUNT(DISTINCT ghl_id) FROM contacts"), contacts);
     EXPECT_GT(st.retried, 0);

@@ -1,22 +1,21 @@
 #include "support/test_support.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <netinet/in.h>
+#include <poll.h>
 #include <random>
+#include <signal.h>
 #include <sstream>
 #include <stdexcept>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace speak4::testing {
 
@@ -122,7 +121,8 @@ run_result run_program(const std::string& program, const std::vector<std::string
         drain(out_i, out_pipe[0], r.out, out_open);
         drain(err_i, err_pipe[0], r.err, err_open);
         if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
-            const ssize_t k = ::write(in_pipe[1], stdin_text.data() + written, stdin_text.size() - written);
+            const ssize_t k =
+                ::write(in_pipe[1], stdin_text.data() + written, stdin_text.size() - written);
             if (k > 0)
                 written += static_cast<std::size_t>(k);
             if (k <= 0 || written == stdin_text.size()) {
@@ -142,7 +142,8 @@ run_result run_program(const std::string& program, const std::vector<std::string
 }
 
 child_process::child_process(const std::string& program, const std::vector<std::string>& args,
-                             const std::filesystem::path& out_file, const std::filesystem::path& err_file,
+                             const std::filesystem::path& out_file,
+                             const std::filesystem::path& err_file,
                              const std::vector<std::string>& extra_env) {
     const pid_t pid = ::fork();
     if (pid < 0)
@@ -226,9 +227,15 @@ bool wait_until(const std::function<bool()>& pred, int timeout_ms) {
     }
 }
 
-std::filesystem::path binary_path() { return SPEAK4_BINARY; }
-std::filesystem::path source_dir() { return SPEAK4_SOURCE_DIR; }
-std::filesystem::path shared_dir() { return SPEAK4_SHARED_DIR; }
+std::filesystem::path binary_path() {
+    return SPEAK4_BINARY;
+}
+std::filesystem::path source_dir() {
+    return SPEAK4_SOURCE_DIR;
+}
+std::filesystem::path shared_dir() {
+    return SPEAK4_SHARED_DIR;
+}
 
 run_result run_cli(const std::vector<std::string>& args, const std::string& stdin_text,
                    int timeout_seconds) {

@@ -23,7 +23,8 @@ private:
 };
 
 /// Writes `content` to `path` with `mode` (e.g. 0600).
-void write_file(const std::filesystem::path& path, const std::string& content, unsigned mode = 0644);
+void write_file(const std::filesystem::path& path, const std::string& content,
+                unsigned mode = 0644);
 std::string read_file(const std::filesystem::path& path);
 
 struct run_result {

@@ -26,7 +26,8 @@ protected:
         auto ev = sync::parse_event(text);
         EXPECT_TRUE(ev.has_value()) << text << ": " << (ev ? "" : ev.error().message);
         if (!ev)
-            return sync::intake_error{sync::intake_error::kind::invalid, ev.error().field, ev.error().message};
+            return sync::intake_error{sync::intake_error::kind::invalid, ev.error().field,
+                                      ev.error().message};
         return in_->accept(*ev, text);
     }
 
@@ -36,7 +37,8 @@ protected:
     /// Every row of every table, as text: equal snapshots mean nothing was written.
     std::string snapshot() {
         std::string out;
-        SQLite::Statement tables(*db_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+        SQLite::Statement tables(
+            *db_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
         while (tables.executeStep()) {
             const std::string t = tables.getColumn(0).getString();
             SQLite::Statement rows(*db_, "SELECT * FROM \"" + t + "\"");
@@ -72,8 +74,13 @@ TEST_F(intake_test, contact_created_writes_mirror_outbox_and_changes_in_one_go) 
               1);
     EXPECT_EQ(text("SELECT tags FROM contacts"), R"(["vip"])");
     EXPECT_EQ(text("SELECT custom_fields FROM contacts"), R"({"cf1":"87"})");
-    EXPECT_EQ(count("SELECT COUNT(*) FROM notes WHERE speak4_id = 'n-1' AND body = 'Called, wants a demo'"), 1);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'create' AND entity = 'contact' AND state = 'pending'"), 1);
+    EXPECT_EQ(
+        count(
+            "SELECT COUNT(*) FROM notes WHERE speak4_id = 'n-1' AND body = 'Called, wants a demo'"),
+        1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'create' AND entity = 'contact' AND "
+                    "state = 'pending'"),
+              1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'create' AND entity = 'note'"), 1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM changes WHERE source = 'local'"), 2);
     EXPECT_EQ(r->seq, 2);
@@ -139,32 +146,43 @@ TEST_F(intake_test, a_refused_event_in_a_batch_leaves_no_trace_and_the_others_la
 
 TEST_F(intake_test, every_event_type_writes_its_rows) {
     ASSERT_TRUE(emit(ada));
-    ASSERT_TRUE(emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","phone":"+15550000000"},"pull":true})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","phone":"+15550000000"},"pull":true})"));
     EXPECT_EQ(text("SELECT phone FROM contacts"), "+15550000000");
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'pull'"), 1);
-    ASSERT_TRUE(emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-1"},"tags":["hot","vip"]})"));
+    ASSERT_TRUE(
+        emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-1"},"tags":["hot","vip"]})"));
     EXPECT_EQ(text("SELECT tags FROM contacts"), R"(["vip","hot"])");
-    ASSERT_TRUE(emit(R"({"type":"contact.untagged","contact":{"speak4_id":"s4-1"},"tags":["vip"]})"));
+    ASSERT_TRUE(
+        emit(R"({"type":"contact.untagged","contact":{"speak4_id":"s4-1"},"tags":["vip"]})"));
     EXPECT_EQ(text("SELECT tags FROM contacts"), R"(["hot"])");
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op IN ('tag_add','tag_remove')"), 2);
     ASSERT_TRUE(emit(R"({"type":"task.created","contact":{"speak4_id":"s4-1"},
         "task":{"speak4_id":"t-1","title":"Send demo link","dueDate":"2026-12-01T15:00:00Z"}})"));
     EXPECT_EQ(text("SELECT due_date FROM tasks"), "2026-12-01T15:00:00.000Z");
-    ASSERT_TRUE(emit(R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Send the link"}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"task.updated","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Send the link"}})"));
     EXPECT_EQ(text("SELECT title FROM tasks"), "Send the link");
-    ASSERT_TRUE(emit(R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"task.completed","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","completed":true}})"));
     EXPECT_EQ(count("SELECT completed FROM tasks"), 1);
-    ASSERT_TRUE(emit(R"({"type":"task.deleted","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1"}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"task.deleted","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1"}})"));
     EXPECT_EQ(count("SELECT deleted FROM tasks"), 1);
-    ASSERT_TRUE(emit(R"({"type":"note.created","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2","body":"hello"}})"));
-    ASSERT_TRUE(emit(R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2","body":"hello again"}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"note.created","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2","body":"hello"}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2","body":"hello again"}})"));
     EXPECT_EQ(text("SELECT body FROM notes WHERE speak4_id = 'n-2'"), "hello again");
-    ASSERT_TRUE(emit(R"({"type":"note.deleted","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2"}})"));
+    ASSERT_TRUE(emit(
+        R"({"type":"note.deleted","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-2"}})"));
     EXPECT_EQ(count("SELECT deleted FROM notes WHERE speak4_id = 'n-2'"), 1);
     ASSERT_TRUE(emit(R"({"type":"contact.opened","contact":{"speak4_id":"s4-1"}})"));
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'pull'"), 2);
-    ASSERT_TRUE(emit(R"({"type":"lead.created","contact":{"speak4_id":"s4-9","email":"lead@example.com"}})"));
-    EXPECT_NE(text("SELECT payload FROM outbox WHERE entity_id = (SELECT id FROM contacts WHERE speak4_id = 's4-9') "
+    ASSERT_TRUE(emit(
+        R"({"type":"lead.created","contact":{"speak4_id":"s4-9","email":"lead@example.com"}})"));
+    EXPECT_NE(text("SELECT payload FROM outbox WHERE entity_id = (SELECT id FROM contacts WHERE "
+                   "speak4_id = 's4-9') "
                    "AND entity = 'contact' AND op = 'create'")
                   .find(R"("lead":true)"),
               std::string::npos);
@@ -176,9 +194,12 @@ TEST_F(intake_test, every_event_type_writes_its_rows) {
 }
 
 TEST_F(intake_test, a_contact_known_only_by_ghl_id_gets_a_mirror_row) {
-    auto r = emit(R"({"type":"contact.updated","contact":{"ghl_id":"abcdefghij0123456789","firstName":"Bo"}})");
+    auto r = emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"abcdefghij0123456789","firstName":"Bo"}})");
     ASSERT_TRUE(r) << r.error().message;
-    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE ghl_id = 'abcdefghij0123456789' AND first_name = 'Bo'"), 1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE ghl_id = 'abcdefghij0123456789' AND "
+                    "first_name = 'Bo'"),
+              1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'update'"), 1);
 }
 
@@ -192,11 +213,16 @@ TEST_F(intake_test, events_about_deleted_or_unknown_entities_are_refused_naming_
         const char* message;
     };
     const row rows[] = {
-        {R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","firstName":"A"}})", "contact.speak4_id", "deleted contact"},
-        {R"({"type":"contact.updated","contact":{"speak4_id":"s4-404","firstName":"A"}})", "contact.speak4_id", "names no known contact"},
-        {R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"A"}})", "contact.speak4_id", "deleted contact"},
-        {R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-1","body":"x"}})", "contact.speak4_id", "deleted contact"},
-        {R"({"type":"contact.deleted","contact":{"ghl_id":"zzzzzzzzzzzzzzzzzzzz"}})", "contact.ghl_id", "names no known contact"},
+        {R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","firstName":"A"}})",
+         "contact.speak4_id", "deleted contact"},
+        {R"({"type":"contact.updated","contact":{"speak4_id":"s4-404","firstName":"A"}})",
+         "contact.speak4_id", "names no known contact"},
+        {R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"A"}})",
+         "contact.speak4_id", "deleted contact"},
+        {R"({"type":"note.updated","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-1","body":"x"}})",
+         "contact.speak4_id", "deleted contact"},
+        {R"({"type":"contact.deleted","contact":{"ghl_id":"zzzzzzzzzzzzzzzzzzzz"}})",
+         "contact.ghl_id", "names no known contact"},
     };
     for (const auto& r : rows) {
         SCOPED_TRACE(r.event);

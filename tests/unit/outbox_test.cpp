@@ -55,7 +55,8 @@ protected:
     std::unique_ptr<sync::outbox_store> box_;
 };
 
-const char* const create_ada = R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","email":"ada@example.com"}})";
+const char* const create_ada =
+    R"({"type":"contact.created","contact":{"speak4_id":"s4-1","firstName":"Ada","email":"ada@example.com"}})";
 
 } // namespace
 
@@ -63,7 +64,8 @@ TEST(backoff, full_jitter_is_bounded_by_the_capped_exponential) {
     const sync::retry_policy p{500, 300000, 12};
     EXPECT_EQ(sync::backoff_delay(p, 0, std::nullopt, [] { return 0.999; }).count(), 499);
     EXPECT_EQ(sync::backoff_delay(p, 3, std::nullopt, [] { return 0.5; }).count(), 2000);
-    EXPECT_EQ(sync::backoff_delay(p, 20, std::nullopt, [] { return 0.5; }).count(), 150000); // capped
+    EXPECT_EQ(sync::backoff_delay(p, 20, std::nullopt, [] { return 0.5; }).count(),
+              150000); // capped
     EXPECT_EQ(sync::backoff_delay(p, 2, std::nullopt, [] { return 0.0; }).count(), 0);
     // Retry-After is a floor.
     EXPECT_EQ(sync::backoff_delay(p, 0, 7000ms, [] { return 0.5; }).count(), 7000);
@@ -73,7 +75,8 @@ TEST(backoff, full_jitter_is_bounded_by_the_capped_exponential) {
 TEST_F(outbox_test, a_create_followed_by_updates_is_one_create) {
     emit(create_ada);
     for (int i = 0; i < 100; ++i)
-        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","lastName":"L)" + std::to_string(i) + R"("}})");
+        emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","lastName":"L)" +
+             std::to_string(i) + R"("}})");
     auto items = claim();
     ASSERT_EQ(items.size(), 1u);
     EXPECT_EQ(items[0].act, sync::action::create);
@@ -90,8 +93,10 @@ TEST_F(outbox_test, a_create_followed_by_updates_is_one_create) {
 }
 
 TEST_F(outbox_test, updates_to_a_known_contact_coalesce_and_custom_fields_merge_by_id) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","customFields":{"a":"1","b":"2"}}})");
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","customFields":{"b":"3"},"email":"x@y.io"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","customFields":{"a":"1","b":"2"}}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","customFields":{"b":"3"},"email":"x@y.io"}})");
     auto items = claim();
     ASSERT_EQ(items.size(), 1u);
     EXPECT_EQ(items[0].act, sync::action::update);
@@ -102,9 +107,11 @@ TEST_F(outbox_test, updates_to_a_known_contact_coalesce_and_custom_fields_merge_
 }
 
 TEST_F(outbox_test, different_kinds_of_change_keep_their_order) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     emit(R"({"type":"contact.tagged","contact":{"ghl_id":"ghlContact0000000001"},"tags":["a"]})");
-    emit(R"({"type":"contact.tagged","contact":{"ghl_id":"ghlContact0000000001"},"tags":["b","a"]})");
+    emit(
+        R"({"type":"contact.tagged","contact":{"ghl_id":"ghlContact0000000001"},"tags":["b","a"]})");
     emit(R"({"type":"contact.untagged","contact":{"ghl_id":"ghlContact0000000001"},"tags":["a"]})");
     std::vector<sync::action> order;
     std::vector<std::vector<std::string>> tags;
@@ -126,7 +133,8 @@ TEST_F(outbox_test, different_kinds_of_change_keep_their_order) {
 
 TEST_F(outbox_test, a_task_waits_for_its_contacts_ghl_id) {
     emit(create_ada);
-    emit(R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
+    emit(
+        R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
     auto first = claim();
     ASSERT_EQ(first.size(), 1u);
     EXPECT_EQ(first[0].ctx.entity, "contact");
@@ -143,7 +151,8 @@ TEST_F(outbox_test, a_task_waits_for_its_contacts_ghl_id) {
 
 TEST_F(outbox_test, a_task_whose_contact_create_died_is_dead_lettered_with_the_reason) {
     emit(create_ada);
-    emit(R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
+    emit(
+        R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
     auto first = claim();
     ASSERT_EQ(first.size(), 1u);
     sync::outcome dead;
@@ -153,13 +162,16 @@ TEST_F(outbox_test, a_task_whose_contact_create_died_is_dead_lettered_with_the_r
     finish(first[0], dead);
     EXPECT_TRUE(claim().empty());
     EXPECT_EQ(text("SELECT state FROM outbox WHERE entity = 'task'"), "dead");
-    EXPECT_NE(text("SELECT last_error FROM outbox WHERE entity = 'task'").find("contact has no GHL id"), std::string::npos);
+    EXPECT_NE(
+        text("SELECT last_error FROM outbox WHERE entity = 'task'").find("contact has no GHL id"),
+        std::string::npos);
     EXPECT_EQ(text("SELECT last_error FROM outbox WHERE entity = 'contact'"), dead.error);
     EXPECT_EQ(count("SELECT last_status FROM outbox WHERE entity = 'contact'"), 422);
 }
 
 TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     sync::outcome busy;
     busy.what = sync::outcome::kind::retry;
     busy.error = "PUT /contacts/:contactId: 503";
@@ -181,11 +193,13 @@ TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
     ASSERT_EQ(last.size(), 1u);
     finish(last[0], busy);
     EXPECT_EQ(text("SELECT state FROM outbox"), "dead");
-    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 4 attempts"), std::string::npos);
+    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 4 attempts"),
+              std::string::npos);
 }
 
 TEST_F(outbox_test, retry_after_is_honoured) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     auto items = claim();
     sync::outcome limited;
     limited.what = sync::outcome::kind::retry;
@@ -219,7 +233,8 @@ TEST_F(outbox_test, a_delete_of_a_contact_never_created_in_ghl_needs_no_call) {
 }
 
 TEST_F(outbox_test, a_delete_absorbs_the_updates_before_it) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     emit(R"({"type":"contact.tagged","contact":{"ghl_id":"ghlContact0000000001"},"tags":["x"]})");
     emit(R"({"type":"contact.deleted","contact":{"ghl_id":"ghlContact0000000001"}})");
     auto items = claim();
@@ -229,15 +244,18 @@ TEST_F(outbox_test, a_delete_absorbs_the_updates_before_it) {
 }
 
 TEST_F(outbox_test, a_record_gone_remotely_is_marked_deleted_in_the_mirror) {
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     auto items = claim();
     sync::outcome gone;
     gone.what = sync::outcome::kind::dead;
     gone.gone = true;
-    gone.error = "PUT /contacts/:contactId: 400 Contact with id ghlContact0000000001 not found (the contact vanished remotely)";
+    gone.error = "PUT /contacts/:contactId: 400 Contact with id ghlContact0000000001 not found "
+                 "(the contact vanished remotely)";
     finish(items[0], gone);
     EXPECT_EQ(count("SELECT deleted FROM contacts"), 1);
-    EXPECT_EQ(count("SELECT COUNT(*) FROM changes WHERE kind = 'deleted' AND source = 'remote'"), 1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM changes WHERE kind = 'deleted' AND source = 'remote'"),
+              1);
 }
 
 TEST_F(outbox_test, outcomes_commit_their_audit_rows_and_rate_limit_figures) {
@@ -253,11 +271,14 @@ TEST_F(outbox_test, outcomes_commit_their_audit_rows_and_rate_limit_figures) {
     e.rate_limit_remaining = 97;
     e.daily_remaining = 199000;
     e.trace_id = "trace-1";
-    box_->finish(items[0], done("ghlContact0000000001"), {e}, clock_.now(), policy_, [] { return 0.5; });
-    EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE status = 201 AND rate_limit_remaining = 97 "
-                    "AND trace_id = 'trace-1' AND outbox_id = 1"),
-              1);
-    EXPECT_EQ(text("SELECT value FROM sync_cursors WHERE name = 'rate_limit.daily_remaining'"), "199000");
+    box_->finish(items[0], done("ghlContact0000000001"), {e}, clock_.now(), policy_,
+                 [] { return 0.5; });
+    EXPECT_EQ(
+        count("SELECT COUNT(*) FROM audit_log WHERE status = 201 AND rate_limit_remaining = 97 "
+              "AND trace_id = 'trace-1' AND outbox_id = 1"),
+        1);
+    EXPECT_EQ(text("SELECT value FROM sync_cursors WHERE name = 'rate_limit.daily_remaining'"),
+              "199000");
 }
 
 TEST_F(outbox_test, coalescing_waits_for_a_quiet_period_on_the_first_attempt) {

@@ -7,7 +7,6 @@
 
 #include <SQLiteCpp/Statement.h>
 #include <gtest/gtest.h>
-
 #include <set>
 
 using namespace speak4;
@@ -39,16 +38,22 @@ TEST(store, fresh_database_gets_every_migration_and_the_design_schema) {
 
     // DESIGN §4: the public columns.
     const std::map<std::string, std::set<std::string>> contract = {
-        {"contacts", {"id", "speak4_id", "ghl_id", "first_name", "last_name", "email", "phone", "tags",
-                      "custom_fields", "workflow", "deleted", "remote_updated_at", "raw"}},
-        {"tasks", {"id", "speak4_id", "ghl_id", "contact_id", "title", "body", "due_date", "completed", "deleted"}},
+        {"contacts",
+         {"id", "speak4_id", "ghl_id", "first_name", "last_name", "email", "phone", "tags",
+          "custom_fields", "workflow", "deleted", "remote_updated_at", "raw"}},
+        {"tasks",
+         {"id", "speak4_id", "ghl_id", "contact_id", "title", "body", "due_date", "completed",
+          "deleted"}},
         {"notes", {"id", "speak4_id", "ghl_id", "contact_id", "body", "deleted"}},
-        {"appointments", {"id", "ghl_id", "contact_id", "title", "start_time", "end_time", "status"}},
+        {"appointments",
+         {"id", "ghl_id", "contact_id", "title", "start_time", "end_time", "status"}},
         {"reminders", {"id", "appointment_id", "remind_at", "fired"}},
-        {"outbox", {"id", "op", "entity", "entity_id", "state", "attempts", "next_attempt_at", "last_error",
-                    "created_at"}},
-        {"audit_log", {"id", "ts", "method", "path", "status", "latency_ms", "attempt", "outbox_id", "error",
-                       "rate_limit_remaining", "trace_id"}},
+        {"outbox",
+         {"id", "op", "entity", "entity_id", "state", "attempts", "next_attempt_at", "last_error",
+          "created_at"}},
+        {"audit_log",
+         {"id", "ts", "method", "path", "status", "latency_ms", "attempt", "outbox_id", "error",
+          "rate_limit_remaining", "trace_id"}},
         {"sync_cursors", {"name", "value", "updated_at"}},
         {"changes", {"seq", "entity", "entity_id", "kind", "ts"}},
         {"inbox", {"id", "event_id"}},
@@ -85,8 +90,10 @@ TEST(store, migrations_apply_in_order_and_a_failing_one_leaves_the_previous_vers
     EXPECT_THROW(store::migrate(*db, ms), std::exception);
     // v+1 landed; v+2 rolled back whole (its table and its version bump).
     EXPECT_EQ(store::schema_version(*db), v + 1);
-    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'other'").getInt(), 0);
-    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'thing'").getInt(), 1);
+    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'other'").getInt(),
+              0);
+    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'thing'").getInt(),
+              1);
 }
 
 TEST(store, a_database_newer_than_the_binary_is_refused) {
@@ -99,7 +106,8 @@ TEST(store, a_database_newer_than_the_binary_is_refused) {
         store::migrate(*db);
         FAIL() << "expected io_error";
     } catch (const io_error& e) {
-        EXPECT_NE(std::string(e.what()).find("newer than this binary"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("newer than this binary"), std::string::npos)
+            << e.what();
     }
     EXPECT_EQ(store::schema_version(*db), v + 5);
 }
@@ -127,7 +135,8 @@ TEST(store, retry_and_drop_touch_only_their_rows) {
     temp_dir dir;
     auto db = store::open_database({dir / "s.db"});
     store::migrate(*db);
-    db->exec("INSERT INTO outbox(op, entity, entity_id, state, next_attempt_at, created_at, updated_at, last_error) VALUES "
+    db->exec("INSERT INTO outbox(op, entity, entity_id, state, next_attempt_at, created_at, "
+             "updated_at, last_error) VALUES "
              "('create','contact',1,'dead','t','t','t','400 bad'),"
              "('update','contact',1,'dead','t','t','t','400 bad'),"
              "('update','contact',2,'inflight','t','t','t',NULL),"
