@@ -3,7 +3,8 @@
 namespace speak4 {
 
 sys_time system_clock::now() const {
-    return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now());
 }
 
 const system_clock& system_clock::instance() {

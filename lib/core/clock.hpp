@@ -25,7 +25,8 @@ public:
 /// A clock that only moves when told to. Thread-safe.
 class manual_clock final : public clock {
 public:
-    explicit manual_clock(sys_time start = from_epoch_ms(1'750'000'000'000)) : now_(to_epoch_ms(start)) {}
+    explicit manual_clock(sys_time start = from_epoch_ms(1'750'000'000'000))
+        : now_(to_epoch_ms(start)) {}
     sys_time now() const override { return from_epoch_ms(now_.load()); }
     void advance(std::chrono::milliseconds d) { now_ += d.count(); }
     void set(sys_time t) { now_ = to_epoch_ms(t); }

@@ -1,7 +1,7 @@
 #include "core/json.hpp"
 
-#include <boost/json/stream_parser.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/stream_parser.hpp>
 
 namespace speak4::json {
 
@@ -23,7 +23,8 @@ boost::system::result<bj::value, std::string> parse(std::string_view text, parse
         // Only whitespace may follow the value.
         for (std::size_t i = n; i < text.size(); ++i)
             if (text[i] != ' ' && text[i] != '\n' && text[i] != '\r' && text[i] != '\t')
-                return failure("not valid JSON at offset " + std::to_string(i) + ": extra data after the value");
+                return failure("not valid JSON at offset " + std::to_string(i) +
+                               ": extra data after the value");
     }
     if (!ec)
         p.finish(ec);
@@ -35,7 +36,9 @@ boost::system::result<bj::value, std::string> parse(std::string_view text, parse
     return p.release();
 }
 
-std::string dump(const bj::value& v) { return bj::serialize(v); }
+std::string dump(const bj::value& v) {
+    return bj::serialize(v);
+}
 
 std::optional<std::string> get_string(const bj::object& o, std::string_view key) {
     const auto* v = o.if_contains(key);

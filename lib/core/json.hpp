@@ -4,7 +4,6 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 #include <boost/system/result.hpp>
-
 #include <optional>
 #include <string>
 #include <string_view>
@@ -20,7 +19,8 @@ struct parse_limits {
 
 /// Parses `text` within `limits`. On failure returns a message that says why
 /// ("not valid JSON at offset 12: syntax error", "nesting deeper than 32").
-boost::system::result<bj::value, std::string> parse(std::string_view text, parse_limits limits = {});
+boost::system::result<bj::value, std::string> parse(std::string_view text,
+                                                    parse_limits limits = {});
 
 /// Serializes compactly.
 std::string dump(const bj::value& v);

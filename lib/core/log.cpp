@@ -2,12 +2,11 @@
 
 #include "core/clock.hpp"
 
+#include <atomic>
 #include <boost/json/serialize.hpp>
+#include <mutex>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
-
-#include <atomic>
-#include <mutex>
 
 namespace speak4::log {
 namespace {
@@ -17,13 +16,20 @@ std::atomic<format> g_format{format::json};
 
 const char* name(level l) {
     switch (l) {
-    case level::trace: return "trace";
-    case level::debug: return "debug";
-    case level::info: return "info";
-    case level::warn: return "warn";
-    case level::error: return "error";
-    case level::critical: return "critical";
-    case level::off: return "off";
+    case level::trace:
+        return "trace";
+    case level::debug:
+        return "debug";
+    case level::info:
+        return "info";
+    case level::warn:
+        return "warn";
+    case level::error:
+        return "error";
+    case level::critical:
+        return "critical";
+    case level::off:
+        return "off";
     }
     return "info";
 }
@@ -44,7 +50,7 @@ spdlog::logger& logger() {
 } // namespace
 
 bool parse_level(std::string_view s, level& out) {
-    static constexpr level all[] = {level::trace, level::debug, level::info, level::warn,
+    static constexpr level all[] = {level::trace, level::debug,    level::info, level::warn,
                                     level::error, level::critical, level::off};
     for (level l : all)
         if (s == name(l)) {
@@ -60,7 +66,9 @@ void init(level lvl, format fmt) {
     (void)logger();
 }
 
-bool enabled(level lvl) { return lvl != level::off && lvl >= g_level.load(); }
+bool enabled(level lvl) {
+    return lvl != level::off && lvl >= g_level.load();
+}
 
 std::string format_line(format fmt, level lvl, std::string_view ts, std::string_view msg,
                         const boost::json::object& fields) {

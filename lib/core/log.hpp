@@ -4,7 +4,6 @@
 // "ts level msg key=value …". Secrets have no way in: `secret` cannot be passed as a field.
 
 #include <boost/json/object.hpp>
-
 #include <string>
 #include <string_view>
 
@@ -25,11 +24,21 @@ bool enabled(level lvl);
 /// Writes one event. `fields` are added after ts/level/msg.
 void write(level lvl, std::string_view msg, const boost::json::object& fields = {});
 
-inline void trace(std::string_view m, const boost::json::object& f = {}) { write(level::trace, m, f); }
-inline void debug(std::string_view m, const boost::json::object& f = {}) { write(level::debug, m, f); }
-inline void info(std::string_view m, const boost::json::object& f = {}) { write(level::info, m, f); }
-inline void warn(std::string_view m, const boost::json::object& f = {}) { write(level::warn, m, f); }
-inline void error(std::string_view m, const boost::json::object& f = {}) { write(level::error, m, f); }
+inline void trace(std::string_view m, const boost::json::object& f = {}) {
+    write(level::trace, m, f);
+}
+inline void debug(std::string_view m, const boost::json::object& f = {}) {
+    write(level::debug, m, f);
+}
+inline void info(std::string_view m, const boost::json::object& f = {}) {
+    write(level::info, m, f);
+}
+inline void warn(std::string_view m, const boost::json::object& f = {}) {
+    write(level::warn, m, f);
+}
+inline void error(std::string_view m, const boost::json::object& f = {}) {
+    write(level::error, m, f);
+}
 
 /// Formats one event as a line without writing it (used by tests and by `write`).
 std::string format_line(format fmt, level lvl, std::string_view ts, std::string_view msg,

@@ -11,7 +11,8 @@ namespace speak4 {
 class secret {
 public:
     secret() = default;
-    explicit secret(std::string value) : value_(std::move(value)) {}
+    explicit secret(std::string value)
+        : value_(std::move(value)) {}
     const std::string& reveal() const noexcept { return value_; }
     bool empty() const noexcept { return value_.empty(); }
     friend bool operator==(const secret&, const secret&) = default;

@@ -19,7 +19,11 @@ std::string format_iso8601(sys_time t);
 std::optional<sys_time> parse_iso8601(std::string_view text);
 
 /// Milliseconds since the Unix epoch.
-inline long long to_epoch_ms(sys_time t) { return t.time_since_epoch().count(); }
-inline sys_time from_epoch_ms(long long ms) { return sys_time{std::chrono::milliseconds{ms}}; }
+inline long long to_epoch_ms(sys_time t) {
+    return t.time_since_epoch().count();
+}
+inline sys_time from_epoch_ms(long long ms) {
+    return sys_time{std::chrono::milliseconds{ms}};
+}
 
 } // namespace speak4

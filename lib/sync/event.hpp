@@ -91,10 +91,10 @@ struct validation_error {
 };
 
 struct event_limits {
-    std::size_t max_bytes = 256 * 1024; // DESIGN §3
+    std::size_t max_bytes = std::size_t{256} * 1024; // DESIGN §3
     std::size_t max_depth = 16;
-    std::size_t max_string = 64 * 1024; // any one string value (note bodies)
-    std::size_t max_id = 128;           // event_id, speak4_id, ghl_id
+    std::size_t max_string = std::size_t{64} * 1024; // any one string value (note bodies)
+    std::size_t max_id = 128;                        // event_id, speak4_id, ghl_id
     std::size_t max_tags = 100;
     std::size_t max_tag_length = 128;
     std::size_t max_notes = 100;
