@@ -1,0 +1,237 @@
+// intake_bench: event intake over HTTP into the real daemon. Spawns a ghl-sim process and
+// `speak4-sync run` pointed at it (the dispatcher pushes to the simulator meanwhile, under the
+// daemon's [rate_limit]), then M keep-alive connections (one thread each, one request in flight
+// per connection) POST N events with distinct event_ids (contact.created for distinct
+// speak4_ids) to /v1/events with the API bearer token. A 202 is only sent after the event is
+// committed. Reports events/s; every non-202 is counted as a failure.
+//
+//   intake_bench [--events N] [--connections M] [--binary PATH] [--sim PATH] [--sim-unlimited]
+#include "bench_common.hpp"
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+namespace {
+
+int connect_loopback(unsigned short port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    timeval tv{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/// One keep-alive connection. exchange() sends a request and reads one response; returns its
+/// status (0: the connection failed).
+class connection {
+public:
+    explicit connection(unsigned short port)
+        : port_(port) {}
+    ~connection() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    int exchange(const std::string& req) {
+        if (fd_ < 0) {
+            fd_ = connect_loopback(port_);
+            buf_.clear();
+            ++connects;
+            if (fd_ < 0)
+                return 0;
+        }
+        std::size_t off = 0;
+        while (off < req.size()) {
+            const ssize_t n = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+            if (n <= 0)
+                return fail();
+            off += static_cast<std::size_t>(n);
+        }
+        std::size_t header_end;
+        while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos)
+            if (!fill())
+                return fail();
+        const int status = buf_.size() > 12 ? std::atoi(buf_.c_str() + 9) : 0;
+        std::size_t length = 0;
+        bool close = false;
+        std::string head = buf_.substr(0, header_end);
+        for (auto& ch : head)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (auto p = head.find("content-length:"); p != std::string::npos)
+            length = std::strtoul(head.c_str() + p + 15, nullptr, 10);
+        if (head.find("connection: close") != std::string::npos)
+            close = true;
+        while (buf_.size() < header_end + 4 + length)
+            if (!fill())
+                return fail();
+        last_body = buf_.substr(header_end + 4, length);
+        buf_.erase(0, header_end + 4 + length);
+        if (close) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+        return status;
+    }
+    long long connects = 0;
+    std::string last_body;
+
+private:
+    bool fill() {
+        char b[16384];
+        const ssize_t n = ::recv(fd_, b, sizeof b, 0);
+        if (n <= 0)
+            return false;
+        buf_.append(b, static_cast<std::size_t>(n));
+        return true;
+    }
+    int fail() {
+        ::close(fd_);
+        fd_ = -1;
+        return 0;
+    }
+    unsigned short port_;
+    int fd_ = -1;
+    std::string buf_;
+};
+
+std::string post(const std::string& body, const std::string& token) {
+    return "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+}
+
+} // namespace
+
+int main(int argc, char** argv) try {
+    bench::args a(argc, argv);
+    if (a.help) {
+        std::cout << "intake_bench [--events N=100000] [--connections M=64] [--binary PATH] [--sim "
+                     "PATH]\n"
+                     "             [--sim-unlimited (the simulator and the daemon's limiter "
+                     "unthrottled)]\n"
+                     "             [--keep DIR (keep the database and logs there)]\n";
+        return 0;
+    }
+    const long long n = a.num("events", 100000);
+    const long long m = a.num("connections", 64);
+    const bool unlimited = a.flag("sim-unlimited");
+
+    std::unique_ptr<bench::child> sim;
+    const std::string url = bench::start_sim(sim, a.str("sim", SPEAK4_GHL_SIM_BINARY), [&] {
+        std::vector<std::string> v =
+            unlimited ? bench::unthrottled_sim_args() : std::vector<std::string>{};
+        v.insert(v.end(), {"--token", "bench-ghl-token"});
+        return v;
+    }());
+
+    bench::temp_dir tmp;
+    const std::filesystem::path dir =
+        a.str("keep", "").empty() ? tmp.path() : std::filesystem::path(a.str("keep", ""));
+    std::filesystem::create_directories(dir);
+    const std::string api_token = "bench-api-token-0123456789abcdef";
+    bench::write_file(dir / "ghl-token", "bench-ghl-token\n", 0600);
+    bench::write_file(dir / "api-token", api_token + "\n", 0600);
+    const unsigned short port = bench::free_port();
+    std::filesystem::remove(dir / "s.db");
+    bench::write_file(
+        dir / "speak4-sync.toml",
+        "[database]\npath = \"" + (dir / "s.db").string() + "\"\n" + "[ghl]\nbase_url = \"" + url +
+            "\"\nlocation_id = \"simLocation000000001\"\ntoken_file = \"" +
+            (dir / "ghl-token").string() + "\"\n" + "[api]\nlisten = \"127.0.0.1:" +
+            std::to_string(port) + "\"\ntoken_file = \"" + (dir / "api-token").string() + "\"\n" +
+            (unlimited ? "[rate_limit]\nburst = 1000000\nwindow_seconds = 1\ndaily = 1000000000\n"
+                       : "") +
+            "[logging]\nlevel = \"warn\"\nformat = \"json\"\n");
+    bench::child daemon(a.str("binary", SPEAK4_BINARY),
+                        {"--config", (dir / "speak4-sync.toml").string(), "run"},
+                        (dir / "daemon.err").string());
+
+    // Ready when /healthz answers 200.
+    bool ready = false;
+    for (int i = 0; i < 500 && !ready; ++i) {
+        connection c(port);
+        ready = c.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 200;
+        if (!ready)
+            ::usleep(20000);
+    }
+    if (!ready)
+        throw std::runtime_error("the daemon did not become ready (see " +
+                                 (dir / "daemon.err").string() + ")");
+
+    std::atomic<long long> ok{0}, failed{0}, reconnects{0};
+    std::atomic<int> first_failure_status{-1};
+    std::string first_failure_body;
+    std::mutex fm;
+    std::vector<std::thread> threads;
+    const double daemon_cpu0 = daemon.cpu_seconds();
+    const double cpu0 = bench::process_cpu_seconds();
+    const double t0 = bench::now_seconds();
+    for (long long k = 0; k < m; ++k) {
+        threads.emplace_back([&, k] {
+            connection c(port);
+            for (long long i = k; i < n; i += m) {
+                const std::string s = std::to_string(i);
+                const std::string body =
+                    R"({"type":"contact.created","event_id":"bench-)" + s +
+                    R"(","contact":{"speak4_id":"s4-)" + s + R"(","firstName":"P)" + s +
+                    R"(","lastName":"Bench","email":"p)" + s + R"(@example.com"}})";
+                const int st = c.exchange(post(body, api_token));
+                if (st == 202) {
+                    ++ok;
+                } else {
+                    ++failed;
+                    int expected = -1;
+                    if (first_failure_status.compare_exchange_strong(expected, st)) {
+                        std::lock_guard lock(fm);
+                        first_failure_body = c.last_body;
+                    }
+                }
+            }
+            reconnects += c.connects - 1;
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+    const double wall = bench::now_seconds() - t0;
+    const double cpu = bench::process_cpu_seconds() - cpu0;
+    const double daemon_cpu = daemon.cpu_seconds() - daemon_cpu0;
+    const double sim_cpu = sim->cpu_seconds();
+
+    const int code = daemon.stop();
+    std::printf("events=%lld connections=%lld ok=%lld failed=%lld reconnects=%lld wall_s=%.3f "
+                "daemon_exit=%d\n",
+                n, m, ok.load(), failed.load(), reconnects.load(), wall, code);
+    if (failed > 0)
+        std::printf("first failure: status %d body %s\n", first_failure_status.load(),
+                    first_failure_body.c_str());
+    std::printf("cpu: daemon %.2f s (%.1f us/event), load generator %.2f s, ghl-sim (whole life) "
+                "%.2f s; %u cores\n",
+                daemon_cpu, daemon_cpu * 1e6 / static_cast<double>(n), cpu, sim_cpu,
+                std::thread::hardware_concurrency());
+    std::printf("RESULT intake_bench: %.0f events/s (N=%lld, M=%lld, failures=%lld)\n",
+                static_cast<double>(ok) / wall, n, m, failed.load());
+    return failed == 0 ? 0 : 1;
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "intake_bench: %s\n", e.what());
+    return 1;
+}
