@@ -296,7 +296,21 @@ asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds i
 }
 
 asio::awaitable<void> daemon::context::report_status() {
+    auto next_prune = std::chrono::steady_clock::now();
     while (!stopping) {
+        if (std::chrono::steady_clock::now() >= next_prune) {
+            // Audit rows and finished outbox rows older than sync.audit_retention_days go.
+            next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
+            const auto cutoff = system_clock::instance().now() - std::chrono::days(cfg.sync.audit_retention_days);
+            try {
+                const long long n =
+                    co_await db->run([cutoff](SQLite::Database& d) { return sync::outbox_store(d).prune(cutoff); });
+                if (n)
+                    log::info("pruned old audit and outbox rows", {{"rows", n}});
+            } catch (const std::exception& e) {
+                log::error("pruning failed", {{"error", e.what()}});
+            }
+        }
         try {
             const auto s =
                 co_await db->run([](SQLite::Database& d) { return store::read_status(d); });

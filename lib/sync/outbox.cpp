@@ -162,7 +162,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     // Heads of line: the oldest open row of each entity, if due. Tasks and notes come only once
     // their contact has a GHL id, or once it never will (no create of it is open).
     SQLite::Statement heads(db_, R"(
-        SELECT o.entity, o.entity_id FROM outbox o
+        SELECT o.entity, o.entity_id FROM outbox o INDEXED BY outbox_state_id
         WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
           AND (o.attempts > 0 OR o.uncertain = 1 OR o.created_at <= ?2)
           AND o.id = (SELECT MIN(p.id) FROM outbox p

@@ -1583,14 +1583,18 @@ core::check_rate_limit(std::vector<std::pair<std::string, std::string>>& headers
             ++day_count_;
         }
     }
-    headers.emplace_back("X-RateLimit-Limit-Daily", std::to_string(opt_.daily));
-    headers.emplace_back("X-RateLimit-Daily-Remaining",
-                         std::to_string(std::max(0LL, opt_.daily - day_count_)));
-    headers.emplace_back("X-RateLimit-Interval-Milliseconds", std::to_string(opt_.window_ms));
-    headers.emplace_back("X-RateLimit-Max", std::to_string(opt_.burst));
-    headers.emplace_back(
-        "X-RateLimit-Remaining",
-        std::to_string(std::max(0LL, static_cast<long long>(opt_.burst) - window_count_)));
+    // With rate limiting off the headers are left out too: advertising a limit that is not
+    // enforced would make a well-behaved client throttle itself to it.
+    if (opt_.rate_limit) {
+        headers.emplace_back("X-RateLimit-Limit-Daily", std::to_string(opt_.daily));
+        headers.emplace_back("X-RateLimit-Daily-Remaining",
+                             std::to_string(std::max(0LL, opt_.daily - day_count_)));
+        headers.emplace_back("X-RateLimit-Interval-Milliseconds", std::to_string(opt_.window_ms));
+        headers.emplace_back("X-RateLimit-Max", std::to_string(opt_.burst));
+        headers.emplace_back(
+            "X-RateLimit-Remaining",
+            std::to_string(std::max(0LL, static_cast<long long>(opt_.burst) - window_count_)));
+    }
     if (!limited) {
         return std::nullopt;
     }
