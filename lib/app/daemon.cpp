@@ -301,10 +301,11 @@ asio::awaitable<void> daemon::context::report_status() {
         if (std::chrono::steady_clock::now() >= next_prune) {
             // Audit rows and finished outbox rows older than sync.audit_retention_days go.
             next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
-            const auto cutoff = system_clock::instance().now() - std::chrono::days(cfg.sync.audit_retention_days);
+            const auto cutoff =
+                system_clock::instance().now() - std::chrono::days(cfg.sync.audit_retention_days);
             try {
-                const long long n =
-                    co_await db->run([cutoff](SQLite::Database& d) { return sync::outbox_store(d).prune(cutoff); });
+                const long long n = co_await db->run(
+                    [cutoff](SQLite::Database& d) { return sync::outbox_store(d).prune(cutoff); });
                 if (n)
                     log::info("pruned old audit and outbox rows", {{"rows", n}});
             } catch (const std::exception& e) {

@@ -290,7 +290,8 @@ TEST_F(outbox_test, coalescing_waits_for_a_quiet_period_on_the_first_attempt) {
 
 TEST_F(outbox_test, prune_removes_old_audit_rows_and_finished_work_only) {
     emit(create_ada);
-    emit(R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000009","firstName":"B"}})");
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000009","firstName":"B"}})");
     auto items = claim();
     ASSERT_EQ(items.size(), 2u);
     sync::audit_entry e;
@@ -298,9 +299,11 @@ TEST_F(outbox_test, prune_removes_old_audit_rows_and_finished_work_only) {
     e.method = "POST";
     e.path = "/contacts/";
     e.status = 201;
-    box_->finish(items[0], done("ghlContact0000000001"), {e}, clock_.now(), policy_, [] { return 0.5; });
+    box_->finish(items[0], done("ghlContact0000000001"), {e}, clock_.now(), policy_,
+                 [] { return 0.5; });
     clock_.advance(std::chrono::hours(24 * 31));
-    EXPECT_EQ(box_->prune(clock_.now() - std::chrono::hours(24 * 30)), 2); // one audit row, one done row
+    EXPECT_EQ(box_->prune(clock_.now() - std::chrono::hours(24 * 30)),
+              2); // one audit row, one done row
     EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'inflight'"), 1); // in flight: kept
 }
