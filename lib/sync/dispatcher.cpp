@@ -54,8 +54,9 @@ std::string describe(const ghl::error& e) {
     return s;
 }
 
-/// Maps a client error to what the outbox does next.
-outcome from_error(const ghl::error& e, bool gone_is_done) {
+} // namespace
+
+outcome outcome_from_error(const ghl::error& e, bool gone_is_done) {
     outcome o;
     o.error = describe(e);
     if (e.status)
@@ -93,6 +94,26 @@ outcome from_error(const ghl::error& e, bool gone_is_done) {
     }
     return o;
 }
+
+audit_entry audit_from_request(const ghl::request_record& r) {
+    audit_entry e;
+    e.ts = format_iso8601(r.started_at);
+    e.method = r.method;
+    e.path = r.path;
+    if (r.status)
+        e.status = r.status;
+    if (r.written || r.status)
+        e.latency_ms = r.latency.count();
+    e.attempt = r.attempt;
+    if (!r.error.empty())
+        e.error = r.error;
+    e.rate_limit_remaining = r.rate_remaining;
+    e.daily_remaining = r.daily_remaining;
+    e.trace_id = r.trace_id;
+    return e;
+}
+
+namespace {
 
 outcome contact_done(const ghl::contact& c) {
     outcome o;
@@ -237,21 +258,9 @@ asio::awaitable<void> dispatcher::process(work_item item) {
                      base = ghl_.options.observer](const ghl::request_record& r) {
         if (base)
             base(r); // metrics
-        audit_entry e;
-        e.ts = format_iso8601(r.started_at);
-        e.method = r.method;
-        e.path = r.path;
-        if (r.status)
-            e.status = r.status;
-        if (r.written || r.status)
-            e.latency_ms = r.latency.count();
-        e.attempt = attempt;
+        audit_entry e = audit_from_request(r);
+        e.attempt = attempt; // the outbox attempt (the client counts its 401 retry separately)
         e.outbox_id = outbox_id;
-        if (!r.error.empty())
-            e.error = r.error;
-        e.rate_limit_remaining = r.rate_remaining;
-        e.daily_remaining = r.daily_remaining;
-        e.trace_id = r.trace_id;
         audit.push_back(std::move(e));
     };
     ghl::client c(ghl_.http, std::move(copt), ghl_.tokens, ghl_.limiter, clock_);
@@ -355,7 +364,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 for (const auto& probe : probes) {
                     auto dup = co_await c.find_duplicate(probe.first, probe.second);
                     if (!dup)
-                        co_return from_error(dup.error(), false);
+                        co_return outcome_from_error(dup.error(), false);
                     if (*dup) {
                         found = *dup;
                         break;
@@ -378,7 +387,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                             bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
                     auto page = co_await c.search_contacts(std::move(req));
                     if (!page)
-                        co_return from_error(page.error(), false);
+                        co_return outcome_from_error(page.error(), false);
                     if (page->contacts.size() == 1)
                         found = page->contacts.front();
                 }
@@ -389,7 +398,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                     }
                     auto up = co_await c.update_contact(found->id, fields);
                     if (!up)
-                        co_return from_error(up.error(), false);
+                        co_return outcome_from_error(up.error(), false);
                     co_return contact_done(*up);
                 }
             }
@@ -402,16 +411,16 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 const std::string existing = created.error().duplicate->contact_id;
                 auto up = co_await c.update_contact(existing, fields);
                 if (!up)
-                    co_return from_error(up.error(), false);
+                    co_return outcome_from_error(up.error(), false);
                 co_return contact_done(*up);
             }
-            co_return from_error(created.error(), false);
+            co_return outcome_from_error(created.error(), false);
         }
         case action::update: {
             auto up =
                 co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
             if (!up)
-                co_return from_error(up.error(), false);
+                co_return outcome_from_error(up.error(), false);
             co_return contact_done(*up);
         }
         case action::remove: {
@@ -419,7 +428,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
             if (!id && ctx.email) { // an uncertain create: find what it may have made
                 auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
                 if (!dup)
-                    co_return from_error(dup.error(), false);
+                    co_return outcome_from_error(dup.error(), false);
                 if (*dup)
                     id = (*dup)->id;
             }
@@ -427,7 +436,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return outcome{};
             auto del = co_await c.delete_contact(*id);
             if (!del)
-                co_return from_error(del.error(), true);
+                co_return outcome_from_error(del.error(), true);
             co_return outcome{};
         }
         case action::tag_add:
@@ -440,7 +449,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
             else
                 r = co_await c.remove_tags(*ctx.ghl_id, item.tags);
             if (!r)
-                co_return from_error(r.error(), false);
+                co_return outcome_from_error(r.error(), false);
             co_return outcome{};
         }
         default:
@@ -458,7 +467,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 }
                 auto list = co_await c.list_tasks(cid);
                 if (!list)
-                    co_return from_error(list.error(), false);
+                    co_return outcome_from_error(list.error(), false);
                 const auto due = fields.due_date ? parse_iso8601(*fields.due_date) : std::nullopt;
                 for (const auto& t : *list) {
                     const bool linked =
@@ -475,26 +484,26 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                         }
                         auto up = co_await c.update_task(cid, t.id, fields);
                         if (!up)
-                            co_return from_error(up.error(), false);
+                            co_return outcome_from_error(up.error(), false);
                         co_return record_done(*up);
                     }
                 }
             }
             auto created = co_await c.create_task(cid, fields);
             if (!created)
-                co_return from_error(created.error(), false);
+                co_return outcome_from_error(created.error(), false);
             co_return record_done(*created);
         }
         case action::update: {
             auto up = co_await c.update_task(cid, *ctx.ghl_id, task_fields(item.set));
             if (!up)
-                co_return from_error(up.error(), false);
+                co_return outcome_from_error(up.error(), false);
             co_return record_done(*up);
         }
         case action::complete: {
             auto r = co_await c.complete_task(cid, *ctx.ghl_id, item.completed);
             if (!r)
-                co_return from_error(r.error(), false);
+                co_return outcome_from_error(r.error(), false);
             co_return record_done(*r);
         }
         case action::remove: {
@@ -502,7 +511,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return outcome{};
             auto r = co_await c.delete_task(cid, *ctx.ghl_id);
             if (!r)
-                co_return from_error(r.error(), true);
+                co_return outcome_from_error(r.error(), true);
             co_return outcome{};
         }
         default:
@@ -520,7 +529,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 }
                 auto list = co_await c.list_notes(cid);
                 if (!list)
-                    co_return from_error(list.error(), false);
+                    co_return outcome_from_error(list.error(), false);
                 for (const auto& n : *list) {
                     const bool linked =
                         std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
@@ -536,20 +545,20 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                         }
                         auto up = co_await c.update_note(cid, n.id, fields);
                         if (!up)
-                            co_return from_error(up.error(), false);
+                            co_return outcome_from_error(up.error(), false);
                         co_return record_done(*up);
                     }
                 }
             }
             auto created = co_await c.create_note(cid, fields);
             if (!created)
-                co_return from_error(created.error(), false);
+                co_return outcome_from_error(created.error(), false);
             co_return record_done(*created);
         }
         case action::update: {
             auto up = co_await c.update_note(cid, *ctx.ghl_id, note_fields(item.set));
             if (!up)
-                co_return from_error(up.error(), false);
+                co_return outcome_from_error(up.error(), false);
             co_return record_done(*up);
         }
         case action::remove: {
@@ -557,7 +566,7 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
                 co_return outcome{};
             auto r = co_await c.delete_note(cid, *ctx.ghl_id);
             if (!r)
-                co_return from_error(r.error(), true);
+                co_return outcome_from_error(r.error(), true);
             co_return outcome{};
         }
         default:

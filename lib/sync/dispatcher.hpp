@@ -42,6 +42,14 @@ struct dispatcher_options {
 
 dispatcher_options dispatcher_options_from(const config& cfg);
 
+/// What the outbox does after a failed GHL call: retry (transient, or a 2xx body that could not
+/// be used), wait for credentials (401, needs_reauth), dead letter (other 4xx, with the body),
+/// or, for a record that is gone, done when `gone_is_done` (a delete, a pull) else dead.
+outcome outcome_from_error(const ghl::error& e, bool gone_is_done);
+
+/// The audit_log row for one request the client sent.
+audit_entry audit_from_request(const ghl::request_record& r);
+
 /// Counters for /metrics and tests.
 struct dispatcher_stats {
     long long items = 0; ///< work items finished (any outcome)

@@ -957,40 +957,7 @@ children_result mirror::apply_appointments(std::int64_t contact_id,
 // --- bookkeeping -------------------------------------------------------------------------------
 
 void mirror::write_audit(const std::vector<audit_entry>& entries) {
-    auto& a = stmts_.get(
-        "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
-        "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
-    std::optional<long long> remaining, daily;
-    for (const auto& e : entries) {
-        a.reset();
-        a.clearBindings();
-        a.bind(1, e.ts);
-        a.bind(2, e.method);
-        a.bind(3, e.path);
-        if (e.status)
-            a.bind(4, *e.status);
-        if (e.latency_ms)
-            a.bind(5, static_cast<std::int64_t>(*e.latency_ms));
-        a.bind(6, e.attempt);
-        if (e.outbox_id)
-            a.bind(7, *e.outbox_id);
-        if (e.error)
-            a.bind(8, *e.error);
-        if (e.rate_limit_remaining) {
-            a.bind(9, static_cast<std::int64_t>(*e.rate_limit_remaining));
-            remaining = e.rate_limit_remaining;
-        }
-        if (e.daily_remaining)
-            daily = e.daily_remaining;
-        if (e.trace_id)
-            a.bind(10, *e.trace_id);
-        a.exec();
-    }
-    // The same budget cursors the dispatcher keeps, for `status`.
-    if (remaining)
-        set_cursor("rate_limit.remaining", std::to_string(*remaining));
-    if (daily)
-        set_cursor("rate_limit.daily_remaining", std::to_string(*daily));
+    write_audit_rows(db_, entries, now_);
 }
 
 std::optional<std::string> mirror::cursor(std::string_view name) {

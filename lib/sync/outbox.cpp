@@ -354,19 +354,14 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     return items;
 }
 
-void outbox_store::finish(const work_item& item, const outcome& out,
-                          const std::vector<audit_entry>& audit, sys_time now,
-                          const retry_policy& policy, const std::function<double()>& uniform01) {
-    const std::string now_s = format_iso8601(now);
-    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-
-    // Audit: one row per HTTP request sent, committed with the outcome it led to.
+void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entries,
+                      const std::string& now) {
     SQLite::Statement a(
-        db_,
+        db,
         "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
         "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
     std::optional<long long> remaining, daily;
-    for (const auto& e : audit) {
+    for (const auto& e : entries) {
         a.reset();
         a.clearBindings();
         a.bind(1, e.ts);
@@ -392,18 +387,29 @@ void outbox_store::finish(const work_item& item, const outcome& out,
         a.exec();
     }
     auto cursor = [&](const char* name, long long v) {
-        SQLite::Statement c(db_, "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) "
-                                 "ON CONFLICT(name) DO UPDATE SET value = excluded.value, "
-                                 "updated_at = excluded.updated_at");
+        SQLite::Statement c(
+            db,
+            "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) ON CONFLICT(name) "
+            "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
         c.bind(1, name);
         c.bind(2, std::to_string(v));
-        c.bind(3, now_s);
+        c.bind(3, now);
         c.exec();
     };
     if (remaining)
         cursor("rate_limit.remaining", *remaining);
     if (daily)
         cursor("rate_limit.daily_remaining", *daily);
+}
+
+void outbox_store::finish(const work_item& item, const outcome& out,
+                          const std::vector<audit_entry>& audit, sys_time now,
+                          const retry_policy& policy, const std::function<double()>& uniform01) {
+    const std::string now_s = format_iso8601(now);
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+
+    // Audit: one row per HTTP request sent, committed with the outcome it led to.
+    write_audit_rows(db_, audit, now_s);
 
     const char* table = table_of(item.ctx.entity);
     const int attempts = item.attempts + 1;

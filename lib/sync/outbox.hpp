@@ -99,6 +99,11 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
                                         std::optional<std::chrono::milliseconds> retry_after,
                                         const std::function<double()>& uniform01);
 
+/// Inserts one audit_log row per entry and keeps the rate-limit cursors ("rate_limit.remaining",
+/// "rate_limit.daily_remaining") that `status` shows, inside the caller's transaction.
+void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entries,
+                      const std::string& now);
+
 /// Database side of the dispatcher. Threading: one instance per connection, used on the
 /// database thread only.
 class outbox_store {

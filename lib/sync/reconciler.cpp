@@ -41,57 +41,6 @@ constexpr const char* legacy_cursor = "contacts.legacy";
 constexpr const char* sweep_cursor = "contacts.sweep";
 constexpr const char* resync_cursor = "contacts.resync";
 
-audit_entry to_audit(const ghl::request_record& r) {
-    audit_entry e;
-    e.ts = format_iso8601(r.started_at);
-    e.method = r.method;
-    e.path = r.path;
-    if (r.status)
-        e.status = r.status;
-    if (r.written || r.status)
-        e.latency_ms = r.latency.count();
-    e.attempt = r.attempt;
-    if (!r.error.empty())
-        e.error = r.error;
-    e.rate_limit_remaining = r.rate_remaining;
-    e.daily_remaining = r.daily_remaining;
-    e.trace_id = r.trace_id;
-    return e;
-}
-
-/// What the outbox does with a pull that failed (as the dispatcher maps push errors).
-outcome from_error(const ghl::error& e) {
-    outcome o;
-    o.error = e.what();
-    if (!e.body.empty() && o.error.find(e.body) == std::string::npos)
-        o.error += " body: " + e.body;
-    if (e.status)
-        o.status = e.status;
-    switch (e.kind) {
-    case ghl::error_kind::never_sent:
-    case ghl::error_kind::outcome_unknown:
-    case ghl::error_kind::retryable:
-    case ghl::error_kind::bad_response:
-        o.what = outcome::kind::retry;
-        o.retry_after = e.retry_after;
-        break;
-    case ghl::error_kind::auth:
-    case ghl::error_kind::needs_reauth:
-        o.what = outcome::kind::wait_auth;
-        break;
-    case ghl::error_kind::not_found:
-        o.what = outcome::kind::done;
-        o.gone = true;
-        break;
-    case ghl::error_kind::permanent:
-    case ghl::error_kind::duplicate_contact:
-    case ghl::error_kind::invalid_request:
-        o.what = outcome::kind::dead;
-        break;
-    }
-    return o;
-}
-
 bool transient(const ghl::error& e) {
     return e.transient() || e.kind == ghl::error_kind::bad_response;
 }
@@ -194,7 +143,9 @@ mirror reconciler::make_mirror(SQLite::Database& db) const {
 
 std::unique_ptr<ghl::client> reconciler::make_client(std::shared_ptr<audit_sink> sink) {
     ghl::client_options copt = ghl_.options;
-    copt.observer = [sink](const ghl::request_record& r) { sink->entries.push_back(to_audit(r)); };
+    copt.observer = [sink](const ghl::request_record& r) {
+        sink->entries.push_back(audit_from_request(r));
+    };
     return std::make_unique<ghl::client>(ghl_.http, std::move(copt), ghl_.tokens, ghl_.limiter,
                                          clock_);
 }
@@ -269,7 +220,7 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
     if (!got) {
         if (got.error().kind == ghl::error_kind::not_found)
             co_return co_await mark_gone();
-        co_return from_error(got.error());
+        co_return outcome_from_error(got.error(), true);
     }
 
     std::optional<std::vector<ghl::task>> tasks;
@@ -280,18 +231,18 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
         if (!t) {
             if (t.error().kind == ghl::error_kind::not_found)
                 co_return co_await mark_gone();
-            co_return from_error(t.error());
+            co_return outcome_from_error(t.error(), true);
         }
         tasks = std::move(*t);
         auto n = co_await c.list_notes(id);
         if (!n)
-            co_return from_error(n.error());
+            co_return outcome_from_error(n.error(), true);
         notes = std::move(*n);
         auto a = co_await c.list_appointments(id);
         if (a) {
             appts = std::move(*a);
         } else if (transient(a.error())) {
-            co_return from_error(a.error());
+            co_return outcome_from_error(a.error(), true);
         } else {
             // Appointments need another scope than contacts; lacking it must not block the
             // contact's pull.
