@@ -25,11 +25,16 @@ int main(int argc, char** argv) try {
     bench::args a(argc, argv);
     speak4::log::init(speak4::log::level::warn, speak4::log::format::json);
     if (a.help) {
-        std::cout << "pull_bench [--contacts N=100000] [--page P=500] [--sim PATH] [--keep DIR]\n";
+        std::cout
+            << "pull_bench [--contacts N=100000] [--page P=500] [--steady K=0] [--sim PATH] "
+               "[--keep DIR]\n"
+               "  --steady K: after the import, change K contacts in GHL, pull again (with their\n"
+               "  tasks, notes and appointments) and report API calls per remote change\n";
         return 0;
     }
     const long long n = a.num("contacts", 100000);
     const int page = static_cast<int>(a.num("page", 500));
+    const long long steady = a.num("steady", 0);
 
     std::unique_ptr<bench::child> sim;
     const std::string url = bench::start_sim(sim, a.str("sim", SPEAK4_GHL_SIM_BINARY), [&] {
@@ -95,7 +100,51 @@ int main(int argc, char** argv) try {
                 wall, cpu, cpu * 1e6 / static_cast<double>(rows), sim_cpu, rss_before);
     std::printf("RESULT pull_bench: %.0f contacts/s, peak RSS %.1f MiB (N=%lld, page=%d)\n",
                 static_cast<double>(rows) / wall, static_cast<double>(rss) / 1024.0, n, page);
-    return rep.ok && rep.complete && rows == n ? 0 : 1;
+    if (!(rep.ok && rep.complete && rows == n))
+        return 1;
+    if (steady <= 0)
+        return 0;
+
+    // Steady state: K contacts change in GHL; one incremental pass brings them (and, for the
+    // changed ones, their tasks, notes and appointments) back. Count the API calls GHL saw.
+    long long before = 0, after = 0;
+    sync::pull_report rep2;
+    int children = 0;
+    auto steady_run = [&]() -> asio::awaitable<void> {
+        auto ids = co_await bench::sim_contact_ids(*access.http);
+        for (long long i = 0; i < steady && i < static_cast<long long>(ids.size()); ++i) {
+            ghl::http_request req;
+            req.method = ghl::http_method::put;
+            req.target =
+                "/_sim/contacts/" +
+                ids[static_cast<std::size_t>(i * (static_cast<long long>(ids.size()) / steady))];
+            req.content_type = "application/json";
+            req.body = R"({"lastName":"Changed"})";
+            auto r = co_await access.http->send(req);
+            if (!r || r->status != 200)
+                throw std::runtime_error("remote change failed");
+        }
+        before = (co_await bench::sim_stats(*access.http)).at("requests").to_number<long long>();
+        rep2 = co_await rec.incremental_pull();
+        for (int k; (k = co_await rec.drain_child_queue(1000)) > 0;)
+            children += k;
+        after = (co_await bench::sim_stats(*access.http)).at("requests").to_number<long long>();
+    };
+    asio::co_spawn(io, steady_run(), [](std::exception_ptr e) {
+        if (e)
+            std::rethrow_exception(e);
+    });
+    io.restart();
+    io.run();
+    const long long calls = after - before;
+    std::printf(
+        "steady: changed=%lld pass: ok=%d pages=%lld listed=%lld fetched=%lld; child jobs=%d; "
+        "GHL requests=%lld\n",
+        steady, rep2.ok ? 1 : 0, rep2.pages, rep2.listed, rep2.fetched, children, calls);
+    std::printf(
+        "RESULT pull_bench steady: %.2f API calls per remote change (K=%lld changed of N=%lld)\n",
+        static_cast<double>(calls) / static_cast<double>(steady), steady, n);
+    return rep2.ok ? 0 : 1;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "pull_bench: %s\n", e.what());
     return 1;

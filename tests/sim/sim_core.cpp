@@ -3262,7 +3262,8 @@ http_response core::handle_admin(const http_request& req, const std::string& pat
             return json_response(
                 201, bj::object{{"id", id}, {"contact", render_contact(contacts_.at(id))}});
         }
-        if (n == 3 && seg[1] == "contacts" && m == "PATCH") {
+        if (n == 3 && seg[1] == "contacts" &&
+            (m == "PATCH" || m == "PUT")) { // PUT: same, for clients without PATCH
             update_contact(seg[2], body);
             lock_t lock(mutex_);
             return json_response(200,
