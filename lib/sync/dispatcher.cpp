@@ -293,8 +293,19 @@ asio::awaitable<void> dispatcher::process(work_item item) {
         // (a busy database, a full disk being freed).
         log::error("recording a push outcome failed",
                    {{"outbox_id", item.first_row}, {"error", failure}});
-        if (tries >= 5)
+        if (tries >= 5) {
+            // Give the rows back as uncertain (a create is then looked up, not re-sent blindly);
+            // if even that fails they stay in flight until the next start recovers them.
+            try {
+                co_await db_.run([&](SQLite::Database& db) {
+                    outbox_store(db).release(item, clock_.now() + std::chrono::seconds(30));
+                });
+            } catch (const std::exception& e) {
+                log::error("releasing a push failed",
+                           {{"outbox_id", item.first_row}, {"error", e.what()}});
+            }
             break;
+        }
         asio::steady_timer t(ex_, std::chrono::milliseconds(200 << tries));
         boost::system::error_code ec;
         co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));

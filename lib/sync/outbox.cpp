@@ -126,6 +126,19 @@ int outbox_store::recover_inflight(sys_time now) {
     return u.exec();
 }
 
+void outbox_store::release(const work_item& item, sys_time retry_at) {
+    SQLite::Statement u(db_,
+                        "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
+                        "next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'inflight'");
+    for (auto id : item.rows) {
+        u.reset();
+        u.bind(1, format_iso8601(retry_at));
+        u.bind(2, format_iso8601(retry_at));
+        u.bind(3, id);
+        u.exec();
+    }
+}
+
 int outbox_store::release_auth_waiters(sys_time now) {
     SQLite::Statement u(
         db_, "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
@@ -235,8 +248,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 item.ctx.body = opt_text(c.getColumn(4));
                 item.ctx.due_date = opt_text(c.getColumn(5));
             }
-            SQLite::Statement sib(db_, "SELECT ghl_id FROM " + t +
-                                           " WHERE contact_id = ? AND ghl_id IS NOT NULL");
+            SQLite::Statement sib(
+                db_, "SELECT ghl_id FROM " + t +
+                         " WHERE contact_id = ? AND ghl_id IS NOT NULL AND speak4_id IS NOT NULL");
             sib.bind(1, item.ctx.contact_id);
             while (sib.executeStep())
                 item.ctx.known_child_ghl_ids.push_back(sib.getColumn(0).getString());
@@ -502,6 +516,7 @@ void outbox_store::finish(const work_item& item, const outcome& out,
                 // into this one so one GHL record has one mirror row.
                 const std::int64_t dup = other.getColumn(0).getInt64();
                 if (item.ctx.entity == "contact") {
+                    // Everything that points at the duplicate (foreign keys) moves over first.
                     for (const char* child : {"tasks", "notes", "appointments"}) {
                         SQLite::Statement m(db_, std::string("UPDATE ") + child +
                                                      " SET contact_id = ? WHERE contact_id = ?");
@@ -509,6 +524,15 @@ void outbox_store::finish(const work_item& item, const outcome& out,
                         m.bind(2, dup);
                         m.exec();
                     }
+                    // pull_queue is keyed by contact: keep one pending fetch for the survivor.
+                    SQLite::Statement q(
+                        db_, "UPDATE OR IGNORE pull_queue SET contact_id = ? WHERE contact_id = ?");
+                    q.bind(1, item.ctx.id);
+                    q.bind(2, dup);
+                    q.exec();
+                    SQLite::Statement qd(db_, "DELETE FROM pull_queue WHERE contact_id = ?");
+                    qd.bind(1, dup);
+                    qd.exec();
                 }
                 SQLite::Statement mo(
                     db_, "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");

@@ -31,7 +31,10 @@ struct entity_context {
     // For looking up a create whose outcome is unknown:
     std::optional<std::string> email, phone, first_name, last_name; ///< contacts
     std::optional<std::string> title, body, due_date;               ///< tasks and notes
-    std::vector<std::string> known_child_ghl_ids; ///< ids already linked to sibling rows
+    /// GHL ids already linked to sibling rows that Speak4 created. A row the pull path added
+    /// (no speak4_id) may be this very record, created by an attempt whose outcome was lost:
+    /// it is not excluded, and linking to it folds it into this row.
+    std::vector<std::string> known_child_ghl_ids;
 };
 
 /// Pending outbox rows of one entity, coalesced into one call.
@@ -124,6 +127,10 @@ public:
     /// Records how an item ended, its audit rows and the mirror write-back, in one transaction.
     void finish(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
                 sys_time now, const retry_policy& policy, const std::function<double()>& uniform01);
+
+    /// Gives an item's rows back (pending, uncertain, due at `retry_at`) when its outcome could
+    /// not be recorded: never left in flight for the life of the process.
+    void release(const work_item& item, sys_time retry_at);
 
     /// Rows parked for credentials (a 401, or needs_reauth) become due now: after a token
     /// rotation (SIGHUP) or `auth exchange`. Returns how many.
