@@ -650,3 +650,47 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     EXPECT_GE(audited, s.requests - static_cast<long long>(kills) * 14)
         << "audit rows went missing";
 }
+
+// Secrets never reach the logs, the audit log or the database: run a session at debug level
+// (the chattiest) and search every artifact for the GHL token and the API token.
+TEST_F(daemon_test, secrets_never_reach_logs_audit_rows_or_the_database) {
+    write_file(dir_ / "ghl-token", "token-two\n", 0600);
+    write_file(dir_ / "api-token", "api-secret-5f3a9c\n", 0600);
+    write_config();
+    {
+        std::string cfg = read_file(dir_ / "speak4-sync.toml");
+        cfg.replace(cfg.find("level = \"warn\""), std::string("level = \"warn\"").size(),
+                    "level = \"debug\"");
+        write_file(dir_ / "speak4-sync.toml", cfg);
+    }
+    auto d = start_daemon();
+    ASSERT_TRUE(
+        wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos; }, 20000));
+    for (int i = 0; i < 5; ++i) {
+        const std::string line = contact_event(100 + i);
+        EXPECT_EQ(http(api_port_, "POST", "/v1/events", line.substr(0, line.find('\n')),
+                       "api-secret-5f3a9c")
+                      .status,
+                  202);
+    }
+    EXPECT_EQ(http(api_port_, "POST", "/v1/events", "{}", "wrong-but-secret-looking-token").status,
+              401);
+    ASSERT_TRUE(wait_until(
+        [&] { return drained() && count("SELECT COUNT(*) FROM audit_log") >= 5; }, 30000));
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
+
+    const std::string log = read_file(dir_ / "daemon.err");
+    EXPECT_NE(log.find("\"level\":\"debug\""), std::string::npos)
+        << "the session was not logged at debug";
+    std::string db = read_file(dir_ / "s.db");
+    if (std::filesystem::exists(dir_ / "s.db-wal"))
+        db += read_file(dir_ / "s.db-wal");
+    for (const char* s : {"token-two", "api-secret-5f3a9c", "wrong-but-secret-looking-token"}) {
+        EXPECT_EQ(log.find(s), std::string::npos) << s << " is in the log";
+        EXPECT_EQ(db.find(s), std::string::npos) << s << " is in the database file";
+    }
+    EXPECT_EQ(
+        count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%Bearer%' OR path LIKE '%Bearer%'"),
+        0);
+}
