@@ -137,12 +137,22 @@ void put(bj::object& o, const char* key, const std::optional<bool>& v) {
 // ---------------------------------------------------------------------------------------------
 // Parsing
 
-std::optional<contact> parse_contact(const bj::value& v) {
-    const auto* o = v.if_object();
+namespace {
+/// A record's id: the object's non-empty string "id"; nullopt for anything else.
+std::optional<std::string> record_id(const bj::object* o) {
     if (!o)
         return std::nullopt;
     auto id = get_string(*o, "id");
     if (!id || id->empty())
+        return std::nullopt;
+    return id;
+}
+} // namespace
+
+std::optional<contact> parse_contact(const bj::value& v) {
+    const auto* o = v.if_object();
+    auto id = record_id(o);
+    if (!id)
         return std::nullopt;
     contact c;
     c.id = std::move(*id);
@@ -196,10 +206,8 @@ std::optional<contact> parse_contact(const bj::value& v) {
 
 std::optional<task> parse_task(const bj::value& v) {
     const auto* o = v.if_object();
-    if (!o)
-        return std::nullopt;
-    auto id = get_string(*o, "id");
-    if (!id || id->empty())
+    auto id = record_id(o);
+    if (!id)
         return std::nullopt;
     task t;
     t.id = std::move(*id);
@@ -216,10 +224,8 @@ std::optional<task> parse_task(const bj::value& v) {
 
 std::optional<note> parse_note(const bj::value& v) {
     const auto* o = v.if_object();
-    if (!o)
-        return std::nullopt;
-    auto id = get_string(*o, "id");
-    if (!id || id->empty())
+    auto id = record_id(o);
+    if (!id)
         return std::nullopt;
     note n;
     n.id = std::move(*id);
@@ -236,10 +242,8 @@ std::optional<note> parse_note(const bj::value& v) {
 
 std::optional<appointment> parse_appointment(const bj::value& v) {
     const auto* o = v.if_object();
-    if (!o)
-        return std::nullopt;
-    auto id = get_string(*o, "id");
-    if (!id || id->empty())
+    auto id = record_id(o);
+    if (!id)
         return std::nullopt;
     appointment a;
     a.id = std::move(*id);

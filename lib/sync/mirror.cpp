@@ -566,6 +566,23 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
         c.date_updated ? std::optional<std::string>(format_iso8601(*c.date_updated)) : std::nullopt;
     const std::string raw = bj::serialize(without_cursor(c.raw));
 
+    // The ten mirror columns an insert and an update both write, bound from position `first`:
+    // first_name, last_name, email, phone, tags, custom_fields, fields, business_id,
+    // remote_updated_at, raw.
+    auto bind_columns = [&](SQLite::Statement& st, int first) {
+        static constexpr const char* names[] = {"firstName", "lastName", "email", "phone"};
+        for (int i = 0; i < 4; ++i)
+            if (auto t = as_text(merged[names[i]]))
+                st.bind(first + i, *t);
+        st.bind(first + 4, bj::serialize(tags));
+        st.bind(first + 5, bj::serialize(custom_fields));
+        st.bind(first + 6, bj::serialize(fields));
+        if (auto b = as_text(merged["businessId"]))
+            st.bind(first + 7, *b);
+        if (remote_updated)
+            st.bind(first + 8, *remote_updated);
+        st.bind(first + 9, raw);
+    };
     if (!row_id) {
         auto& ins =
             stmts_.get("INSERT INTO contacts(ghl_id, first_name, last_name, email, phone, tags, "
@@ -573,19 +590,7 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
                        "fields, business_id, remote_updated_at, raw, created_at, updated_at) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
         ins.bind(1, c.id);
-        for (int i = 0; i < 4; ++i) {
-            static constexpr const char* names[] = {"firstName", "lastName", "email", "phone"};
-            if (auto t = as_text(merged[names[i]]))
-                ins.bind(2 + i, *t);
-        }
-        ins.bind(6, bj::serialize(tags));
-        ins.bind(7, bj::serialize(custom_fields));
-        ins.bind(8, bj::serialize(fields));
-        if (auto b = as_text(merged["businessId"]))
-            ins.bind(9, *b);
-        if (remote_updated)
-            ins.bind(10, *remote_updated);
-        ins.bind(11, raw);
+        bind_columns(ins, 2);
         ins.bind(12, now_);
         ins.bind(13, now_);
         ins.exec();
@@ -596,19 +601,7 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
                              "fields = ?, business_id = ?, remote_updated_at = COALESCE(?, "
                              "remote_updated_at), raw = ?, "
                              "updated_at = CASE WHEN ? THEN ? ELSE updated_at END WHERE id = ?");
-        for (int i = 0; i < 4; ++i) {
-            static constexpr const char* names[] = {"firstName", "lastName", "email", "phone"};
-            if (auto t = as_text(merged[names[i]]))
-                u.bind(1 + i, *t);
-        }
-        u.bind(5, bj::serialize(tags));
-        u.bind(6, bj::serialize(custom_fields));
-        u.bind(7, bj::serialize(fields));
-        if (auto b = as_text(merged["businessId"]))
-            u.bind(8, *b);
-        if (remote_updated)
-            u.bind(9, *remote_updated);
-        u.bind(10, raw);
+        bind_columns(u, 1);
         u.bind(11, changed ? 1 : 0);
         u.bind(12, now_);
         u.bind(13, *row_id);
