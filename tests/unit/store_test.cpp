@@ -5,6 +5,7 @@
 #include "store/migrations.hpp"
 #include "support/test_support.hpp"
 
+#include <SQLiteCpp/Exception.h>
 #include <SQLiteCpp/Statement.h>
 #include <gtest/gtest.h>
 #include <set>
@@ -94,6 +95,80 @@ TEST(store, migrations_apply_in_order_and_a_failing_one_leaves_the_previous_vers
               0);
     EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'thing'").getInt(),
               1);
+}
+
+TEST(store, the_outbox_rebuild_keeps_rows_ids_indexes_and_the_same_checks) {
+    // 0005 rebuilds the outbox to drop its IN-list CHECKs: rows written under 0004 survive with
+    // their ids, the indexes are back, and the same values are still refused.
+    temp_dir dir;
+    auto db = store::open_database({dir / "s.db"});
+    std::vector<store::migration> before;
+    for (const auto& m : store::embedded_migrations())
+        if (m.version < 5)
+            before.push_back(m);
+    store::migrate(*db, before);
+    db->exec("INSERT INTO inbox(id, event_id, type, body, received_at) VALUES (7, 'e', "
+             "'contact.created', '{}', 't')");
+    db->exec("INSERT INTO outbox(id, op, entity, entity_id, state, attempts, next_attempt_at, "
+             "payload, inbox_id, created_at, updated_at, uncertain, last_status, claimed_at) "
+             "VALUES (41, 'tag_remove', 'note', 3, 'dead', 2, 'n', '{\"a\":1}', 7, 'c', 'u', 1, "
+             "404, 'x')");
+    store::migrate(*db);
+    ASSERT_GE(store::schema_version(*db), 5);
+    SQLite::Statement q(*db, "SELECT id, op, entity, entity_id, state, attempts, next_attempt_at, "
+                             "payload, inbox_id, created_at, updated_at, uncertain, last_status, "
+                             "claimed_at FROM outbox");
+    ASSERT_TRUE(q.executeStep());
+    EXPECT_EQ(q.getColumn(0).getInt64(), 41);
+    EXPECT_EQ(q.getColumn(1).getString(), "tag_remove");
+    EXPECT_EQ(q.getColumn(2).getString(), "note");
+    EXPECT_EQ(q.getColumn(3).getInt64(), 3);
+    EXPECT_EQ(q.getColumn(4).getString(), "dead");
+    EXPECT_EQ(q.getColumn(5).getInt(), 2);
+    EXPECT_EQ(q.getColumn(6).getString(), "n");
+    EXPECT_EQ(q.getColumn(7).getString(), "{\"a\":1}");
+    EXPECT_EQ(q.getColumn(8).getInt64(), 7);
+    EXPECT_EQ(q.getColumn(11).getInt(), 1);
+    EXPECT_EQ(q.getColumn(12).getInt(), 404);
+    EXPECT_EQ(q.getColumn(13).getString(), "x");
+    EXPECT_FALSE(q.executeStep());
+    q.reset();
+
+    std::set<std::string> indexes;
+    SQLite::Statement ix(*db, "SELECT name FROM pragma_index_list('outbox')");
+    while (ix.executeStep())
+        indexes.insert(ix.getColumn(0).getString());
+    for (const char* name :
+         {"outbox_due", "outbox_entity", "outbox_pending_entity", "outbox_state_id"})
+        EXPECT_TRUE(indexes.count(name)) << name;
+    EXPECT_EQ(
+        db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE name = 'outbox_rebuilt'").getInt(),
+        0);
+
+    // Every allowed value is accepted, anything else refused, column by column.
+    auto insert = [&](const std::string& op, const std::string& entity, const std::string& state) {
+        SQLite::Statement ins(*db, "INSERT INTO outbox(op, entity, entity_id, state, "
+                                   "next_attempt_at, created_at, updated_at) "
+                                   "VALUES (?,?,1,?,'n','c','u')");
+        ins.bind(1, op);
+        ins.bind(2, entity);
+        ins.bind(3, state);
+        ins.exec();
+    };
+    for (const char* op :
+         {"create", "update", "delete", "complete", "tag_add", "tag_remove", "pull"})
+        EXPECT_NO_THROW(insert(op, "contact", "pending")) << op;
+    for (const char* entity : {"contact", "task", "note"})
+        EXPECT_NO_THROW(insert("update", entity, "pending")) << entity;
+    for (const char* state : {"pending", "inflight", "done", "dead"})
+        EXPECT_NO_THROW(insert("update", "task", state)) << state;
+    EXPECT_THROW(insert("upsert", "contact", "pending"), SQLite::Exception);
+    EXPECT_THROW(insert("Create", "contact", "pending"), SQLite::Exception);
+    EXPECT_THROW(insert("update", "appointment", "pending"), SQLite::Exception);
+    EXPECT_THROW(insert("update", "contact", "queued"), SQLite::Exception);
+    EXPECT_THROW(db->exec("UPDATE outbox SET state = 'lost' WHERE id = 41"), SQLite::Exception);
+    // The foreign key to inbox still holds.
+    EXPECT_THROW(db->exec("UPDATE outbox SET inbox_id = 999 WHERE id = 41"), SQLite::Exception);
 }
 
 TEST(store, a_database_newer_than_the_binary_is_refused) {
