@@ -46,9 +46,10 @@ public:
                 boost::asio::post(ctx_,
                                   [this, &fn, &out, &failure, h = std::move(handler)]() mutable {
                                       try {
-                                          if constexpr (std::is_void_v<R>)
+                                          if constexpr (std::is_void_v<R>) {
+                                              (void)out; // (clang: unused capture when void)
                                               fn(*db_);
-                                          else
+                                          } else
                                               out.emplace(fn(*db_));
                                       } catch (...) {
                                           failure = std::current_exception();

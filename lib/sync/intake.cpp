@@ -6,8 +6,10 @@
 #include <SQLiteCpp/Exception.h>
 #include <SQLiteCpp/Transaction.h>
 #include <algorithm>
+#include <array>
 #include <boost/json/serialize.hpp>
 #include <optional>
+#include <stdexcept>
 
 namespace speak4::sync {
 namespace {
@@ -54,16 +56,16 @@ bj::object parse_object(const std::string& text) {
 }
 
 // Standard GHL fields that have their own mirror column; the rest go to `fields`.
-const char* column_for(std::string_view ghl_field) {
-    if (ghl_field == "firstName")
-        return "first_name";
-    if (ghl_field == "lastName")
-        return "last_name";
-    if (ghl_field == "email")
-        return "email";
-    if (ghl_field == "phone")
-        return "phone";
-    return nullptr;
+constexpr std::array<std::string_view, 4> contact_fields{"firstName", "lastName", "email", "phone"};
+constexpr std::array<std::string_view, 4> contact_columns{"first_name", "last_name", "email",
+                                                          "phone"};
+
+/// The index of a GHL field in contact_columns, or -1 for a field kept in `fields`.
+int column_index(std::string_view ghl_field) {
+    for (std::size_t i = 0; i < contact_fields.size(); ++i)
+        if (contact_fields[i] == ghl_field)
+            return static_cast<int>(i);
+    return -1;
 }
 
 class applier {
@@ -75,24 +77,30 @@ public:
         , fail_point_(fp) {}
 
     accepted run(const event& ev, std::string_view body) {
-        if (ev.event_id) {
-            auto& q = s_.get("SELECT id FROM inbox WHERE event_id = ?");
-            q.bind(1, *ev.event_id);
-            if (q.executeStep())
-                return accepted{true, last_seq(), q.getColumn(0).getInt64()};
-        }
-        auto& ins = s_.get("INSERT INTO inbox(event_id, type, body, received_at) VALUES (?,?,?,?)");
+        // One statement for the common case: a repeated event_id conflicts and inserts nothing,
+        // and only then is its first delivery looked up.
+        auto& ins = s_.get("INSERT INTO inbox(event_id, type, body, received_at) VALUES (?,?,?,?) "
+                           "ON CONFLICT(event_id) DO NOTHING");
         if (ev.event_id)
             ins.bind(1, *ev.event_id);
         ins.bind(2, std::string(to_string(ev.type)));
         ins.bind(3, std::string(body));
         ins.bind(4, now_);
-        ins.exec();
+        if (ins.exec() == 0) {
+            auto& q = s_.get("SELECT id FROM inbox WHERE event_id = ?");
+            q.bind(1, *ev.event_id); // only a non-null event_id can conflict
+            if (!q.executeStep())
+                throw std::runtime_error("inbox: the event_id conflicted but is not there");
+            return accepted{true, last_seq(), q.getColumn(0).getInt64()};
+        }
         inbox_id_ = s_.db().getLastInsertRowid();
         hit("after_inbox");
         dispatch(ev);
         return accepted{false, last_seq(), inbox_id_};
     }
+
+    /// Forget the change feed's position (after a rollback to a savepoint).
+    void forget_seq() { seq_.reset(); }
 
 private:
     void hit(std::string_view point) {
@@ -100,10 +108,16 @@ private:
             fail_point_(point);
     }
 
+    /// The change feed's last seq: read once, then followed as this applier appends to it (the
+    /// transaction holds the write lock, so nobody else appends meanwhile).
     std::int64_t last_seq() {
-        auto& q = s_.get("SELECT COALESCE(MAX(seq), 0) FROM changes");
-        q.executeStep();
-        return q.getColumn(0).getInt64();
+        if (!seq_) {
+            auto& q = s_.get("SELECT COALESCE(MAX(seq), 0) FROM changes");
+            q.executeStep();
+            seq_ = q.getColumn(0).getInt64();
+            q.reset();
+        }
+        return *seq_;
     }
 
     void dispatch(const event& ev) {
@@ -276,6 +290,7 @@ private:
         ins.bind(3, kind);
         ins.bind(4, now_);
         ins.exec();
+        seq_ = s_.db().getLastInsertRowid(); // seq is the rowid
     }
 
     void enqueue(const char* op, const char* entity, std::int64_t id, const bj::object& payload) {
@@ -293,17 +308,23 @@ private:
         ins.exec();
     }
 
-    /// Writes contact field changes to the mirror row; returns the outbox payload ("set").
-    bj::object write_contact_changes(contact_row& c, const contact_changes& ch) {
+    /// The mirror columns a change names (first_name, last_name, email, phone, in
+    /// contact_columns order): unset when not named, else the text to store (NULL when the
+    /// value is not a string, e.g. null to clear).
+    using column_values = std::array<std::optional<std::optional<std::string>>, 4>;
+
+    /// Applies contact field changes to `c` (tags, custom fields, other fields) and collects the
+    /// column values in `cols`; returns the outbox payload ("set"). Writes nothing.
+    static bj::object merge_contact_changes(contact_row& c, const contact_changes& ch,
+                                            column_values& cols) {
         bj::object set;
         for (const auto& kv : ch.fields) {
             set[kv.key()] = kv.value();
-            if (const char* col = column_for(kv.key())) {
-                auto& u = s_.get(std::string("UPDATE contacts SET ") + col + " = ? WHERE id = ?");
-                if (kv.value().is_string())
-                    u.bind(1, std::string(kv.value().get_string()));
-                u.bind(2, c.id);
-                u.exec();
+            if (const int i = column_index(kv.key()); i >= 0) {
+                cols[static_cast<std::size_t>(i)] =
+                    kv.value().is_string()
+                        ? std::optional<std::string>(std::string(kv.value().get_string()))
+                        : std::nullopt;
             } else {
                 c.fields[kv.key()] = kv.value();
             }
@@ -326,13 +347,34 @@ private:
             }
             set["customFields"] = std::move(cf);
         }
-        auto& u = s_.get("UPDATE contacts SET tags = ?, custom_fields = ?, fields = ?, updated_at "
-                         "= ? WHERE id = ?");
-        u.bind(1, bj::serialize(c.tags));
-        u.bind(2, bj::serialize(c.custom_fields));
-        u.bind(3, bj::serialize(c.fields));
-        u.bind(4, now_);
-        u.bind(5, c.id);
+        return set;
+    }
+
+    /// Writes contact field changes to the mirror row in one UPDATE; returns the outbox payload
+    /// ("set").
+    bj::object write_contact_changes(contact_row& c, const contact_changes& ch) {
+        column_values cols;
+        bj::object set = merge_contact_changes(c, ch, cols);
+        // Only the named columns are in the statement (one cached statement per combination).
+        std::string sql = "UPDATE contacts SET ";
+        for (std::size_t i = 0; i < cols.size(); ++i)
+            if (cols[i])
+                sql += std::string(contact_columns[i]) + " = ?, ";
+        sql += "tags = ?, custom_fields = ?, fields = ?, updated_at = ? WHERE id = ?";
+        auto& u = s_.get(sql);
+        int n = 1;
+        for (const auto& col : cols) {
+            if (!col)
+                continue;
+            if (*col)
+                u.bind(n, **col);
+            ++n;
+        }
+        u.bind(n, bj::serialize(c.tags));
+        u.bind(n + 1, bj::serialize(c.custom_fields));
+        u.bind(n + 2, bj::serialize(c.fields));
+        u.bind(n + 3, now_);
+        u.bind(n + 4, c.id);
         u.exec();
         return set;
     }
@@ -382,24 +424,35 @@ private:
                           ref_field(ev.contact, "contact") + " names a deleted contact"};
         contact_row c;
         const char* kind = "updated";
+        bj::object set;
         if (existing) {
             c = *existing; // Speak4 re-sent a create: apply it as an update of the same contact
+            set = write_contact_changes(c, ev.changes);
         } else {
-            auto& ins = s_.get(
-                "INSERT INTO contacts(speak4_id, ghl_id, created_at, updated_at) VALUES (?,?,?,?)");
+            // A new row is inserted with its fields at once (no UPDATE after the INSERT).
+            column_values cols;
+            set = merge_contact_changes(c, ev.changes, cols);
+            auto& ins = s_.get("INSERT INTO contacts(speak4_id, ghl_id, first_name, last_name, "
+                               "email, phone, tags, custom_fields, fields, created_at, updated_at) "
+                               "VALUES (?,?,?,?,?,?,?,?,?,?,?)");
             if (ev.contact.speak4_id)
                 ins.bind(1, *ev.contact.speak4_id);
             if (ev.contact.ghl_id)
                 ins.bind(2, *ev.contact.ghl_id);
-            ins.bind(3, now_);
-            ins.bind(4, now_);
+            for (std::size_t i = 0; i < cols.size(); ++i)
+                if (cols[i] && *cols[i])
+                    ins.bind(3 + static_cast<int>(i), **cols[i]);
+            ins.bind(7, bj::serialize(c.tags));
+            ins.bind(8, bj::serialize(c.custom_fields));
+            ins.bind(9, bj::serialize(c.fields));
+            ins.bind(10, now_);
+            ins.bind(11, now_);
             ins.exec();
             c.id = s_.db().getLastInsertRowid();
             c.speak4_id = ev.contact.speak4_id;
             c.ghl_id = ev.contact.ghl_id;
             kind = "created";
         }
-        bj::object set = write_contact_changes(c, ev.changes);
         hit("after_mirror");
         bj::object payload{{"set", std::move(set)}};
         if (lead)
@@ -631,6 +684,7 @@ private:
     std::string now_;
     const std::function<void(std::string_view)>& fail_point_;
     std::int64_t inbox_id_ = 0;
+    std::optional<std::int64_t> seq_;
 };
 
 intake_error io_failure(SQLite::Database& db, const std::exception& e) {
@@ -645,11 +699,6 @@ intake::intake(SQLite::Database& db, const clock& clk)
     , clock_(clk)
     , stmts_(db) {}
 
-accepted intake::apply(const event& ev, std::string_view body) {
-    applier a(stmts_, clock_, fail_point);
-    return a.run(ev, body);
-}
-
 intake_outcome intake::accept(const event& ev, std::string_view body) {
     auto results = accept_batch({raw_event{ev, std::string(body)}});
     return std::move(results.front());
@@ -659,27 +708,63 @@ std::vector<intake_outcome> intake::accept_batch(const std::vector<raw_event>& e
     std::vector<intake_outcome> out;
     out.reserve(events.size());
     try {
-        SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-        for (const auto& e : events) {
-            // A savepoint per event: a refused event is rolled back alone.
-            db_.exec("SAVEPOINT event");
-            try {
-                accepted a = apply(e.ev, e.body);
-                db_.exec("RELEASE event");
-                out.emplace_back(a);
-            } catch (const refusal& r) {
-                db_.exec("ROLLBACK TO event");
-                db_.exec("RELEASE event");
-                out.emplace_back(intake_error{intake_error::kind::invalid, r.field, r.message});
+        // First try: the whole batch without a savepoint per event. A savepoint costs two
+        // statements per event and makes SQLite journal every page the event touches a second
+        // time (the statement journal); events are seldom refused. When one is, this attempt
+        // is rolled back whole and the batch runs again with a savepoint per event, so the
+        // refused event leaves no trace and the others still land.
+        bool refused = false;
+        {
+            SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+            applier a(stmts_, clock_, fail_point);
+            for (const auto& e : events) {
+                try {
+                    out.emplace_back(a.run(e.ev, e.body));
+                } catch (const refusal& r) {
+                    refused = true;
+                    if (events.size() == 1) // the rollback below is the event's own
+                        out.emplace_back(
+                            intake_error{intake_error::kind::invalid, r.field, r.message});
+                    break;
+                }
             }
+            stmts_.reset_all();
+            if (!refused)
+                tx.commit();
+            // else ~Transaction rolls back everything this attempt wrote.
         }
-        tx.commit();
+        if (refused && events.size() > 1)
+            out = accept_one_by_one(events);
     } catch (const std::exception& e) {
         // The whole batch is rolled back by ~Transaction: nothing of any event was written.
         const intake_error err = io_failure(db_, e);
         out.assign(events.size(), intake_outcome(err));
     }
     stmts_.reset_all();
+    return out;
+}
+
+std::vector<intake_outcome> intake::accept_one_by_one(const std::vector<raw_event>& events) {
+    std::vector<intake_outcome> out;
+    out.reserve(events.size());
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    applier a(stmts_, clock_, fail_point);
+    for (const auto& e : events) {
+        // A savepoint per event: a refused event is rolled back alone.
+        stmts_.get("SAVEPOINT event").exec();
+        try {
+            accepted acc = a.run(e.ev, e.body);
+            stmts_.get("RELEASE event").exec();
+            out.emplace_back(acc);
+        } catch (const refusal& r) {
+            stmts_.get("ROLLBACK TO event").exec();
+            stmts_.get("RELEASE event").exec();
+            a.forget_seq(); // its change rows are gone
+            out.emplace_back(intake_error{intake_error::kind::invalid, r.field, r.message});
+        }
+    }
+    stmts_.reset_all();
+    tx.commit();
     return out;
 }
 

@@ -44,9 +44,10 @@ public:
     /// Applies one event in its own IMMEDIATE transaction.
     intake_outcome accept(const event& ev, std::string_view body);
 
-    /// Applies several events in one transaction (group commit: one fsync for all). Each event
-    /// runs in its own savepoint, so a refused event leaves no trace and the others still land.
-    /// A database failure of the batch fails every event.
+    /// Applies several events in one transaction (group commit: one fsync for all). A refused
+    /// event leaves no trace and the others still land (the batch is first applied without
+    /// savepoints; if an event is refused, that attempt is rolled back and the batch applied
+    /// again with a savepoint per event). A database failure of the batch fails every event.
     std::vector<intake_outcome> accept_batch(const std::vector<raw_event>& events);
 
     /// Test hook: called at named points inside the transaction ("after_inbox", "after_mirror",
@@ -54,7 +55,8 @@ public:
     std::function<void(std::string_view point)> fail_point;
 
 private:
-    accepted apply(const event& ev, std::string_view body);
+    /// The batch in one transaction, each event in its own savepoint.
+    std::vector<intake_outcome> accept_one_by_one(const std::vector<raw_event>& events);
 
     SQLite::Database& db_;
     const clock& clock_;

@@ -184,7 +184,7 @@ private:
                                    const std::vector<child_input>& items, sys_time listed_at);
 
     SQLite::Database& db_;
-    const speak4::clock& clock_;
+    [[maybe_unused]] const speak4::clock& clock_;
     mirror_options opt_;
     store::statement_cache stmts_;
     sys_time now_tp_;

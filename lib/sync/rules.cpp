@@ -31,10 +31,12 @@ void reminder_change_row(SQLite::Database& db, std::int64_t reminder_id, std::st
 
 std::optional<std::string> route_for_tags(const rules_config& rules,
                                           const std::vector<std::string>& tags) {
-    for (const auto& [tag, workflow] : rules.tag_routes)
+    for (const auto& [tag, workflow] : rules.tag_routes) {
+        const std::string_view route = tag; // (clang 14 cannot capture a structured binding)
         if (std::any_of(tags.begin(), tags.end(),
-                        [&](const std::string& t) { return iequals(t, tag); }))
+                        [&](const std::string& t) { return iequals(t, route); }))
             return workflow;
+    }
     return std::nullopt;
 }
 

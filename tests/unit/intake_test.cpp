@@ -35,13 +35,16 @@ protected:
     std::string text(const std::string& sql) { return db_->execAndGet(sql).getString(); }
 
     /// Every row of every table, as text: equal snapshots mean nothing was written.
-    std::string snapshot() {
+    std::string snapshot() { return snapshot(*db_); }
+    static std::string snapshot(SQLite::Database& db, const std::string& except = "") {
         std::string out;
         SQLite::Statement tables(
-            *db_, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
+            db, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name");
         while (tables.executeStep()) {
             const std::string t = tables.getColumn(0).getString();
-            SQLite::Statement rows(*db_, "SELECT * FROM \"" + t + "\"");
+            if (t == except)
+                continue;
+            SQLite::Statement rows(db, "SELECT * FROM \"" + t + "\"");
             out += "[" + t + "]\n";
             while (rows.executeStep()) {
                 for (int i = 0; i < rows.getColumnCount(); ++i)
@@ -142,6 +145,119 @@ TEST_F(intake_test, a_refused_event_in_a_batch_leaves_no_trace_and_the_others_la
     ASSERT_TRUE(results[1]);
     EXPECT_EQ(count("SELECT COUNT(*) FROM inbox"), 1);
     EXPECT_EQ(count("SELECT COUNT(*) FROM tasks"), 0);
+}
+
+TEST_F(intake_test, a_batch_with_a_refused_event_ends_as_if_each_event_came_alone) {
+    // The batch is first applied without savepoints; a refusal rolls that attempt back and the
+    // batch runs again event by event. Either way the database must end up exactly as if the
+    // events had come one at a time: same rows, same ids, same seqs, same outcomes.
+    const std::vector<std::string> texts = {
+        ada,
+        R"({"type":"contact.created","event_id":"e-2","contact":{"speak4_id":"s4-2","firstName":"Bo"}})",
+        // Refused after writing: its contact row goes in, then its note names one that exists.
+        R"({"type":"contact.created","event_id":"e-3","contact":{"speak4_id":"s4-3","email":"c@x.io"},
+            "notes":[{"speak4_id":"n-1","body":"dup"}]})",
+        R"({"type":"contact.updated","event_id":"e-4","contact":{"speak4_id":"s4-2","lastName":"Bee"}})",
+        ada, // a repeat within the batch
+        R"({"type":"task.created","event_id":"e-5","contact":{"speak4_id":"s4-1"},
+            "task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})",
+        R"({"type":"contact.tagged","event_id":"e-6","contact":{"speak4_id":"s4-404"},"tags":["x"]})",
+    };
+    std::vector<sync::raw_event> batch;
+    for (const auto& t : texts) {
+        auto ev = sync::parse_event(t);
+        ASSERT_TRUE(ev) << t;
+        batch.push_back({*ev, t});
+    }
+    const auto results = in_->accept_batch(batch);
+
+    temp_dir other;
+    auto db2 = store::open_database({other / "s.db"});
+    store::migrate(*db2);
+    sync::intake alone(*db2, clock_);
+    std::vector<sync::intake_outcome> expected;
+    for (const auto& e : batch)
+        expected.push_back(alone.accept(e.ev, e.body));
+
+    ASSERT_EQ(results.size(), expected.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        SCOPED_TRACE(i);
+        ASSERT_EQ(bool(results[i]), bool(expected[i]));
+        if (results[i]) {
+            EXPECT_EQ(results[i]->duplicate, expected[i]->duplicate);
+            EXPECT_EQ(results[i]->seq, expected[i]->seq);
+            EXPECT_EQ(results[i]->inbox_id, expected[i]->inbox_id);
+        } else {
+            EXPECT_EQ(results[i].error().what, sync::intake_error::kind::invalid);
+            EXPECT_EQ(results[i].error().field, expected[i].error().field);
+        }
+    }
+    EXPECT_FALSE(results[2]);
+    EXPECT_EQ(results[2].error().field, "notes[0].speak4_id");
+    EXPECT_FALSE(results[6]);
+    EXPECT_TRUE(results[4] && results[4]->duplicate);
+
+    // (schema_migrations differs in its applied_at times only)
+    EXPECT_EQ(snapshot(*db_, "schema_migrations"), snapshot(*db2, "schema_migrations"));
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE speak4_id = 's4-3'"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM inbox WHERE event_id = 'e-3'"), 0);
+}
+
+TEST_F(intake_test, a_batch_of_good_events_lands_with_increasing_seqs) {
+    std::vector<std::string> texts;
+    for (int i = 0; i < 50; ++i) {
+        const std::string n = std::to_string(i);
+        texts.push_back(R"({"type":"contact.created","event_id":"b-)" + n +
+                        R"(","contact":{"speak4_id":"s4-b)" + n + R"(","firstName":"F)" + n +
+                        R"(","phone":"+1555000)" + n + R"("}})");
+    }
+    std::vector<sync::raw_event> batch;
+    for (const auto& t : texts)
+        batch.push_back({*sync::parse_event(t), t});
+    const auto results = in_->accept_batch(batch);
+    ASSERT_EQ(results.size(), texts.size());
+    for (std::size_t i = 0; i < results.size(); ++i) {
+        ASSERT_TRUE(results[i]) << i;
+        EXPECT_FALSE(results[i]->duplicate);
+        EXPECT_EQ(results[i]->seq, static_cast<long long>(i) + 1); // one change row each
+        EXPECT_EQ(results[i]->inbox_id, static_cast<long long>(i) + 1);
+    }
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE first_name LIKE 'F%' AND phone LIKE "
+                    "'+1555000%' AND tags = '[]' AND custom_fields = '{}' AND fields = '{}'"),
+              50);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op = 'create'"), 50);
+}
+
+TEST_F(intake_test, a_single_refused_event_leaves_no_trace) {
+    ASSERT_TRUE(emit(ada));
+    const std::string before = snapshot();
+    auto r = emit(R"({"type":"contact.created","event_id":"e-9","contact":{"speak4_id":"s4-9"},
+                      "notes":[{"speak4_id":"n-1","body":"dup"}]})");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().what, sync::intake_error::kind::invalid);
+    EXPECT_EQ(r.error().field, "notes[0].speak4_id");
+    EXPECT_EQ(snapshot(), before);
+    // The change feed goes on from where it was.
+    auto next =
+        emit(R"({"type":"contact.created","event_id":"e-10","contact":{"speak4_id":"s4-10"}})");
+    ASSERT_TRUE(next);
+    EXPECT_EQ(next->seq, 3);
+}
+
+TEST_F(intake_test, contact_updated_writes_only_the_named_columns) {
+    ASSERT_TRUE(emit(ada));
+    ASSERT_TRUE(emit(R"({"type":"contact.updated","contact":{"speak4_id":"s4-1",
+        "firstName":"Augusta","email":null,"companyName":"Analytical"}})"));
+    EXPECT_EQ(text("SELECT first_name FROM contacts"), "Augusta");
+    EXPECT_EQ(text("SELECT last_name FROM contacts"), "Lovelace");
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE email IS NULL"), 1);
+    EXPECT_EQ(text("SELECT phone FROM contacts"), "+15551234567");
+    EXPECT_EQ(text("SELECT tags FROM contacts"), R"(["vip"])");
+    EXPECT_EQ(text("SELECT fields FROM contacts"), R"({"companyName":"Analytical"})");
+    ASSERT_TRUE(emit(
+        R"({"type":"contact.updated","contact":{"speak4_id":"s4-1","phone":"+15559876543"}})"));
+    EXPECT_EQ(text("SELECT first_name FROM contacts"), "Augusta");
+    EXPECT_EQ(text("SELECT phone FROM contacts"), "+15559876543");
 }
 
 TEST_F(intake_test, every_event_type_writes_its_rows) {
