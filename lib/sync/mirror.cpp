@@ -287,32 +287,49 @@ std::optional<known_contact> mirror::find_contact(std::string_view ghl_id) {
 
 // --- conflicts ---------------------------------------------------------------------------------
 
+void mirror::set_fetched_at(sys_time t) {
+    fetched_at_ = format_iso8601(t);
+}
+
 mirror::pending_map mirror::pending_fields(std::string_view entity, std::int64_t id) {
     pending_map out;
+    // Rows done since the copy was read count only if they reached GHL (a row settled by a
+    // conflict or skipped without a call has attempts = 0).
     auto& q = stmts_.get(
-        "SELECT id, op, payload, created_at FROM outbox WHERE entity = ? AND entity_id = ? "
-        "AND state IN ('pending', 'inflight') "
+        "SELECT id, op, payload, created_at, state FROM outbox WHERE entity = ?1 "
+        "AND entity_id = ?2 AND (state IN ('pending', 'inflight') OR (state = 'done' "
+        "AND attempts > 0 AND ?3 IS NOT NULL AND updated_at >= ?3)) "
         "AND op IN ('create', 'update', 'tag_add', 'tag_remove', 'complete') ORDER BY id");
     q.bind(1, std::string(entity));
     q.bind(2, id);
-    auto note = [&](const std::string& field, std::int64_t row, const std::string& created) {
+    if (fetched_at_)
+        q.bind(3, *fetched_at_);
+    else
+        q.bind(3);
+    bool ahead = false;
+    auto note = [&](const std::string& field, std::int64_t row, const std::string& created,
+                    const char* how = "=", const bj::value* value = nullptr) {
         auto& p = out[field];
+        p.local_is_ahead |= ahead;
         p.rows.push_back(row);
         p.newest_created_at = std::max(p.newest_created_at, created);
+        if (value)
+            p.writes.emplace_back(how, *value);
     };
     while (q.executeStep()) {
         const std::int64_t row = q.getColumn(0).getInt64();
         const std::string op = q.getColumn(1).getString();
         const std::string created = q.getColumn(3).getString();
+        ahead = q.getColumn(4).getString() != "pending";
+        const bj::object payload = parse_object(q.getColumn(2).getString());
         if (op == "tag_add" || op == "tag_remove") {
-            note("tags", row, created);
+            note("tags", row, created, op == "tag_add" ? "+" : "-", payload.if_contains("tags"));
             continue;
         }
         if (op == "complete") {
-            note("completed", row, created);
+            note("completed", row, created, "=", payload.if_contains("completed"));
             continue;
         }
-        const bj::object payload = parse_object(q.getColumn(2).getString());
         const auto* set = payload.if_contains("set");
         if (!set || !set->is_object())
             continue;
@@ -329,10 +346,53 @@ mirror::pending_map mirror::pending_fields(std::string_view entity, std::int64_t
                 }
                 continue;
             }
-            note(std::string(kv.key()), row, created);
+            note(std::string(kv.key()), row, created, "=", &kv.value());
         }
     }
     return out;
+}
+
+namespace {
+
+std::vector<std::string> tag_set(const bj::value& v) {
+    std::vector<std::string> out;
+    if (const auto* a = v.if_array())
+        for (const auto& t : *a)
+            if (t.is_string())
+                out.emplace_back(t.get_string());
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+} // namespace
+
+bool mirror::is_own_write(const pending_field& p, const std::string& field, const bj::value& remote,
+                          const std::optional<flat>& previous) {
+    if (field != "tags") {
+        return std::any_of(p.writes.begin(), p.writes.end(),
+                           [&](const auto& w) { return w.first == "=" && w.second == remote; });
+    }
+    // Tags: GHL's set after some prefix of our queued tag writes, applied to the set it had.
+    const std::vector<std::string> want = tag_set(remote);
+    std::vector<std::string> state =
+        previous ? tag_set(get_or_null(*previous, "tags")) : std::vector<std::string>{};
+    for (const auto& [how, value] : p.writes) {
+        std::vector<std::string> tags = tag_set(value);
+        std::vector<std::string> next;
+        if (how == "+")
+            std::set_union(state.begin(), state.end(), tags.begin(), tags.end(),
+                           std::back_inserter(next));
+        else if (how == "-")
+            std::set_difference(state.begin(), state.end(), tags.begin(), tags.end(),
+                                std::back_inserter(next));
+        else
+            next = std::move(tags);
+        state = std::move(next);
+        if (state == want)
+            return true;
+    }
+    return false;
 }
 
 void mirror::drop_pending_field(std::string_view entity, const std::string& field,
@@ -428,6 +488,18 @@ mirror::flat mirror::merge(std::string_view entity, std::int64_t id, const flat&
         }
         if (previous && get_or_null(*previous, k) == r) {
             out[k] = l; // only the local side changed this field since the last pull
+            continue;
+        }
+        if (p->second.local_is_ahead) {
+            // Our write is in flight or landed after this copy was read: the copy is stale.
+            out[k] = l;
+            continue;
+        }
+        if (is_own_write(p->second, k, r, previous)) {
+            // GHL shows what one of our queued writes sets (an attempt whose outcome we never
+            // heard, or one a pull overtook): our own change coming back, not a remote edit.
+            // The rows behind it still carry the newer local value.
+            out[k] = l;
             continue;
         }
         // Both sides changed the field: the policy decides.

@@ -122,6 +122,11 @@ public:
     /// The mirror's contact with this GHL id, if any.
     std::optional<known_contact> find_contact(std::string_view ghl_id);
 
+    /// When the records about to be applied were read from GHL (before the request). A field
+    /// one of our own pushes wrote after that moment (or is writing now) keeps its local value:
+    /// the copy predates our write. Without it, only queued writes are considered.
+    void set_fetched_at(sys_time t);
+
     /// Applies a whole contact record (GET, or a search/list item that carries the names):
     /// inserts or updates the row, resolves conflicts, applies tag routes. A contact deleted in
     /// the mirror is skipped.
@@ -161,9 +166,17 @@ public:
     const std::string& now_text() const { return now_; }
 
 private:
+    std::optional<std::string> fetched_at_; ///< set_fetched_at()
     struct pending_field {
         std::string newest_created_at; ///< the newest pending row naming the field
         std::vector<std::int64_t> rows;
+        /// What the rows would write, in order: a value set by a create/update/complete row,
+        /// or (for "tags") the tags of a tag_add ("+") or tag_remove ("-") row. A remote value
+        /// one of them explains is our own write coming back, not a remote edit.
+        std::vector<std::pair<std::string, boost::json::value>> writes;
+        /// A row naming the field is in flight, or reached GHL after the copy being applied
+        /// was read: that copy is older than our own write, whose value stands.
+        bool local_is_ahead = false;
     };
     using pending_map = std::map<std::string, pending_field>;
     using flat = std::map<std::string, boost::json::value>;
@@ -173,6 +186,8 @@ private:
     flat merge(std::string_view entity, std::int64_t id, const flat& local, const flat& remote,
                const std::optional<flat>& previous, const std::set<std::string>& invalid,
                std::optional<sys_time> remote_updated, int& conflicts);
+    static bool is_own_write(const pending_field& p, const std::string& field,
+                             const boost::json::value& remote, const std::optional<flat>& previous);
     void drop_pending_field(std::string_view entity, const std::string& field,
                             const pending_field& p);
     void change(std::string_view entity, std::int64_t id, std::string_view kind);

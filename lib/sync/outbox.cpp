@@ -166,6 +166,31 @@ long long outbox_store::prune(sys_time cutoff) {
     return n;
 }
 
+void outbox_store::note_pushed_tags(const work_item& item) {
+    SQLite::Statement q(db_, "SELECT raw FROM contacts WHERE id = ? AND raw IS NOT NULL");
+    q.bind(1, item.ctx.id);
+    if (!q.executeStep())
+        return;
+    bj::object raw = parse_object(q.getColumn(0).getString());
+    bj::array tags;
+    if (const auto* t = raw.if_contains("tags"); t && t->is_array())
+        tags = t->get_array();
+    for (const auto& name : item.tags) {
+        const auto it = std::find_if(tags.begin(), tags.end(), [&](const bj::value& v) {
+            return v.is_string() && v.get_string() == name;
+        });
+        if (item.act == action::tag_add && it == tags.end())
+            tags.emplace_back(name);
+        else if (item.act == action::tag_remove && it != tags.end())
+            tags.erase(it);
+    }
+    raw["tags"] = std::move(tags);
+    SQLite::Statement u(db_, "UPDATE contacts SET raw = ? WHERE id = ?");
+    u.bind(1, bj::serialize(raw));
+    u.bind(2, item.ctx.id);
+    u.exec();
+}
+
 std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::milliseconds coalesce,
                                            int max_items) {
     const std::string now_s = format_iso8601(now);
@@ -218,6 +243,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             continue;
 
         work_item item;
+        bool contact_deleted = false; // (tasks and notes) their contact is deleted locally
         item.ctx.entity = entity;
         item.ctx.id = entity_id;
         // Mirror context: ids and what a lookup needs.
@@ -235,10 +261,11 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             }
         } else {
             const std::string t = table_of(entity);
-            SQLite::Statement c(
-                db_, "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
-                         std::string(entity == "task" ? ", x.due_date" : ", NULL") + " FROM " + t +
-                         " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
+            SQLite::Statement c(db_,
+                                "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
+                                    std::string(entity == "task" ? ", x.due_date" : ", NULL") +
+                                    ", c.deleted FROM " + t +
+                                    " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
@@ -247,6 +274,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 item.ctx.title = opt_text(c.getColumn(3));
                 item.ctx.body = opt_text(c.getColumn(4));
                 item.ctx.due_date = opt_text(c.getColumn(5));
+                contact_deleted = c.getColumn(6).getInt() != 0;
             }
             SQLite::Statement sib(
                 db_, "SELECT ghl_id FROM " + t +
@@ -262,7 +290,14 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         const auto del =
             std::find_if(rows.begin(), rows.end(), [](const row& r) { return r.op == "delete"; });
         bool skip_call = false;
-        if (del != rows.end()) {
+        std::string skip_reason = "never created in GHL: nothing to delete";
+        if (entity != "contact" && contact_deleted && !item.ctx.contact_ghl_id) {
+            // The contact was deleted before it ever reached GHL (its delete absorbed its
+            // create): its tasks and notes have nowhere to go and nothing to undo.
+            n = rows.size();
+            skip_call = true;
+            skip_reason = "its contact was deleted before it reached GHL: nothing to send";
+        } else if (del != rows.end()) {
             n = static_cast<std::size_t>(del - rows.begin()) + 1;
             item.act = action::remove;
             bool uncertain_create = false;
@@ -337,7 +372,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 mark.bind(1, "done");
                 mark.bind(2, now_s);
                 mark.bind(3, now_s);
-                mark.bind(4, "never created in GHL: nothing to delete");
+                mark.bind(4, skip_reason);
                 mark.bind(5, id);
                 mark.exec();
             }
@@ -562,6 +597,8 @@ void outbox_store::finish(const work_item& item, const outcome& out,
         w.bind(3, now_s);
         w.bind(4, item.ctx.id);
         w.exec();
+        if (item.act == action::tag_add || item.act == action::tag_remove)
+            note_pushed_tags(item);
         change("pushed", "push");
     }
     tx.commit();

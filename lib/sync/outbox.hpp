@@ -143,6 +143,11 @@ public:
     long long prune(sys_time cutoff);
 
 private:
+    /// After a tag call succeeded: the contact's last known GHL copy (`raw`, what a pull compares
+    /// against) gets the same change, so the next pull sees our own tags as known, not as a
+    /// remote edit that could override changes still queued behind it.
+    void note_pushed_tags(const work_item& item);
+
     SQLite::Database& db_;
 };
 

@@ -263,6 +263,7 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
         res = co_await db_.run([&](SQLite::Database& db) {
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
             mirror m = make_mirror(db);
+            m.set_fetched_at(listed_at);
             contact_result r = m.apply_contact(*got);
             if (!r.skipped) {
                 if (tasks)
@@ -428,6 +429,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         auto sink = std::make_shared<audit_sink>();
         auto client = make_client(sink);
 
+        const sys_time page_fetched_at = clock_.now();
         std::vector<ghl::contact> items;
         bool more = false;
         bj::array next_search_after;
@@ -577,6 +579,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         auto tally = co_await db_.run([&](SQLite::Database& db) {
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
             mirror m = make_mirror(db);
+            m.set_fetched_at(page_fetched_at);
             pull_report t;
             for (const auto& a : apply) {
                 const contact_result r = m.apply_contact(a.record);
@@ -927,6 +930,7 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
         co_await db_.run([&](SQLite::Database& db) {
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
             mirror m = make_mirror(db);
+            m.set_fetched_at(listed_at);
             SQLite::Statement drop(db, "DELETE FROM pull_queue WHERE contact_id = ?");
             drop.bind(1, j.contact_id);
             if (gone) {

@@ -322,9 +322,54 @@ TEST_F(mirror_test, an_inflight_push_is_left_alone) {
     db_->exec("UPDATE outbox SET state = 'inflight'");
     clock_.advance(1min);
     apply(remote("g1", R"("firstName":"Ada","email":"remote@example.com")"));
-    EXPECT_EQ(text("SELECT email FROM contacts"), "remote@example.com");
+    // The request is built and may land after the copy was read: GHL ends with its value, so
+    // the mirror keeps it too, and the row is not touched.
+    EXPECT_EQ(text("SELECT email FROM contacts"), "local@example.com");
     EXPECT_EQ(text("SELECT state FROM outbox"), "inflight");
     EXPECT_EQ(bj::serialize(outbox_set(1)), R"({"email":"local@example.com"})");
+    EXPECT_EQ(count("SELECT COUNT(*) FROM conflicts"), 0);
+    // Once it is done, a copy read afterwards is the truth again.
+    db_->exec("UPDATE outbox SET state = 'done', attempts = 1");
+    clock_.advance(1min);
+    apply(remote("g1", R"("firstName":"Ada","email":"remote@example.com")"));
+    EXPECT_EQ(text("SELECT email FROM contacts"), "remote@example.com");
+}
+
+// A copy read before one of our pushes landed is older than that push: the fields it wrote
+// keep their local value, the others follow GHL.
+TEST_F(mirror_test, a_copy_read_before_our_push_landed_does_not_undo_it) {
+    apply(remote("g1", ada_fields));
+    emit(R"({"type":"contact.updated","contact":{"ghl_id":"g1","email":"local@example.com"}})");
+    const auto read_at = clock_.now();
+    clock_.advance(1s);
+    db_->exec("UPDATE outbox SET state = 'done', attempts = 1, updated_at = '" +
+              format_iso8601(clock_.now()) + "'");
+    clock_.advance(1s);
+    with_mirror([&](sync::mirror& m) {
+        m.set_fetched_at(read_at);
+        return m.apply_contact(remote("g1", R"("firstName":"Adele","email":"old@example.com")"))
+            .changed;
+    });
+    EXPECT_EQ(text("SELECT email FROM contacts"), "local@example.com");
+    EXPECT_EQ(text("SELECT first_name FROM contacts"), "Adele");
+    EXPECT_EQ(count("SELECT COUNT(*) FROM conflicts"), 0);
+}
+
+// GHL showing what one of our queued writes sets (an attempt whose answer was lost) is our own
+// write coming back, not a remote edit: no conflict, and the writes queued behind it survive.
+TEST_F(mirror_test, our_own_write_coming_back_is_not_a_conflict) {
+    opt_.policy = conflict_policy::newest_wins;
+    apply(remote("g1", ada_fields));
+    emit(R"({"type":"contact.tagged","contact":{"ghl_id":"g1"},"tags":["chaos","vip"]})");
+    emit(R"({"type":"contact.untagged","contact":{"ghl_id":"g1"},"tags":["vip"]})");
+    emit(R"({"type":"contact.updated","contact":{"ghl_id":"g1","lastName":"One"}})");
+    emit(R"({"type":"contact.updated","contact":{"ghl_id":"g1","lastName":"Two"}})");
+    clock_.advance(1min); // GHL's copy is newer than every local change
+    apply(remote("g1", R"("firstName":"Ada","lastName":"One","tags":["math","chaos","vip"])"));
+    EXPECT_EQ(count("SELECT COUNT(*) FROM conflicts"), 0);
+    EXPECT_EQ(text("SELECT tags FROM contacts"), R"(["math","chaos"])");
+    EXPECT_EQ(text("SELECT last_name FROM contacts"), "Two");
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"), 4);
 }
 
 TEST_F(mirror_test, applying_remote_data_never_writes_an_outbox_row) {

@@ -7,6 +7,7 @@
 #include "sync/intake.hpp"
 #include "sync/outbox.hpp"
 
+#include <boost/json/parse.hpp>
 #include <gtest/gtest.h>
 
 using namespace speak4;
@@ -230,6 +231,55 @@ TEST_F(outbox_test, a_delete_of_a_contact_never_created_in_ghl_needs_no_call) {
     emit(R"({"type":"contact.deleted","contact":{"speak4_id":"s4-1"}})");
     EXPECT_TRUE(claim().empty());
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'done'"), 2);
+}
+
+// Deleted before it ever reached GHL: its task and note have nowhere to go and nothing to undo.
+// They are settled without a call, not dead-lettered (nothing failed).
+TEST_F(outbox_test, children_of_a_contact_deleted_before_it_reached_ghl_need_no_call) {
+    emit(create_ada);
+    emit(
+        R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
+    emit(
+        R"({"type":"note.created","contact":{"speak4_id":"s4-1"},"note":{"speak4_id":"n-1","body":"Hi"}})");
+    emit(R"({"type":"contact.deleted","contact":{"speak4_id":"s4-1"}})");
+    EXPECT_TRUE(claim().empty()); // the contact's rows: no call
+    EXPECT_TRUE(claim().empty()); // then its children's: no call either
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE entity <> 'contact' AND last_error LIKE "
+                    "'its contact was deleted before it reached GHL%'"),
+              2);
+}
+
+// A tag call's success is applied to the contact's last known GHL copy, so the next pull sees
+// those tags as known, not as a remote edit racing the changes queued behind them.
+TEST_F(outbox_test, a_pushed_tag_change_updates_the_known_ghl_copy) {
+    emit(create_ada);
+    auto first = claim();
+    ASSERT_EQ(first.size(), 1u);
+    auto created = done("ghlContact0000000001");
+    created.raw =
+        boost::json::parse(R"({"id":"ghlContact0000000001","tags":["lead"]})").as_object();
+    finish(first[0], created);
+    emit(R"({"type":"contact.tagged","contact":{"speak4_id":"s4-1"},"tags":["hot","vip"]})");
+    emit(R"({"type":"contact.untagged","contact":{"speak4_id":"s4-1"},"tags":["lead"]})");
+    auto add = claim();
+    ASSERT_EQ(add.size(), 1u);
+    EXPECT_EQ(add[0].act, sync::action::tag_add);
+    finish(add[0], done());
+    EXPECT_EQ(text("SELECT json_extract(raw, '$.tags') FROM contacts"), R"(["lead","hot","vip"])");
+    auto remove = claim();
+    ASSERT_EQ(remove.size(), 1u);
+    sync::outcome failed;
+    failed.what = sync::outcome::kind::retry;
+    failed.error = "DELETE /contacts/:contactId/tags: 503";
+    finish(remove[0], failed);
+    EXPECT_EQ(text("SELECT json_extract(raw, '$.tags') FROM contacts"), R"(["lead","hot","vip"])")
+        << "only a success changes it";
+    clock_.advance(1min);
+    auto again = claim();
+    ASSERT_EQ(again.size(), 1u);
+    finish(again[0], done());
+    EXPECT_EQ(text("SELECT json_extract(raw, '$.tags') FROM contacts"), R"(["hot","vip"])");
 }
 
 TEST_F(outbox_test, a_delete_absorbs_the_updates_before_it) {
