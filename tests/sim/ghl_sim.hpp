@@ -48,6 +48,9 @@ struct fault_config {
     long long max_faults = -1;      // stop injecting after this many faults (-1: never)
     int slow_body_chunk_bytes = 16; // slow bodies: bytes per write
     int slow_body_delay_ms = 10;    // slow bodies: pause between writes
+    /// A permanent error on demand: every API write (POST/PUT) whose body contains this string
+    /// is answered 422 without being applied, every time (empty: off). Not counted in `faults`.
+    std::string reject_body_containing;
 };
 
 struct options {

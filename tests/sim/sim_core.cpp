@@ -1668,6 +1668,14 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
             return *e;
         }
     }
+    if (!faults_.reject_body_containing.empty() && r.id != route_id::oauth_token &&
+        (req.method == "POST" || req.method == "PUT") &&
+        req.body.find(faults_.reject_body_containing) != std::string::npos) {
+        rec.fault = "rejected";
+        http_response res = unprocessable({"the request was rejected by the simulator"});
+        res.headers.insert(res.headers.begin(), rl_headers.begin(), rl_headers.end());
+        return res;
+    }
     const bool eligible =
         faults_.routes.empty() ||
         std::find(faults_.routes.begin(), faults_.routes.end(), r.tmpl) != faults_.routes.end();
@@ -3141,7 +3149,8 @@ bj::object faults_to_json(const fault_config& f) {
                       {"skip_first", f.skip_first},
                       {"max_faults", f.max_faults},
                       {"slow_body_chunk_bytes", f.slow_body_chunk_bytes},
-                      {"slow_body_delay_ms", f.slow_body_delay_ms}};
+                      {"slow_body_delay_ms", f.slow_body_delay_ms},
+                      {"reject_body_containing", f.reject_body_containing}};
 }
 
 std::optional<fault_config> faults_from_json(const bj::object& o, std::string& error) {
@@ -3159,6 +3168,14 @@ std::optional<fault_config> faults_from_json(const bj::object& o, std::string& e
             error = std::string(k) + " must be a number";
             return std::nullopt;
         };
+        if (k == "reject_body_containing") {
+            if (!v.is_string()) {
+                error = "reject_body_containing must be a string";
+                return std::nullopt;
+            }
+            f.reject_body_containing = std::string(v.get_string());
+            continue;
+        }
         if (k == "error_statuses" || k == "routes") {
             if (!v.is_array()) {
                 error = std::string(k) + " must be an array";
