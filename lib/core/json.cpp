@@ -57,7 +57,9 @@ std::optional<long long> get_int(const bj::object& o, std::string_view key) {
         return static_cast<long long>(v->get_uint64());
     if (v->is_double()) {
         const double d = v->get_double();
-        if (d == static_cast<double>(static_cast<long long>(d)))
+        // Range first: converting a double outside long long's range is undefined behaviour
+        // (found by fuzz_ghl_model: a "dateAdded" of 7e75).
+        if (d >= -0x1p63 && d < 0x1p63 && d == static_cast<double>(static_cast<long long>(d)))
             return static_cast<long long>(d);
     }
     return std::nullopt;

@@ -493,3 +493,21 @@ TEST(GhlModel, PlainHttpOnlyForLoopback) {
     EXPECT_THROW(make("https://host:99999"), config_error);
     EXPECT_THROW(make("https://user:pw@host"), config_error);
 }
+
+// Regression (fuzz_ghl_model; input in tests/fuzz/regressions/fuzz_ghl_model/): a number out of
+// long long's range where GHL sends epoch milliseconds was converted anyway, which is undefined
+// behaviour. It reads as absent, like any other unusable value.
+TEST(GhlModel, NumbersOutOfIntegerRangeReadAsAbsent) {
+    const auto c = parse_contact(boost::json::parse(R"({"id":"c","dateAdded":7e75,
+                                                        "dateUpdated":-1e19})"));
+    ASSERT_TRUE(c);
+    EXPECT_FALSE(c->date_added);
+    EXPECT_FALSE(c->date_updated);
+    const auto o = obj(R"({"two63":9223372036854775808.0,"below":9223372036854774784.0,
+                           "min":-9223372036854775808.0,"frac":1.5,"whole":1736471515514.0})");
+    EXPECT_FALSE(json::get_int(o, "two63"));
+    EXPECT_EQ(json::get_int(o, "below"), 9223372036854774784LL);
+    EXPECT_EQ(json::get_int(o, "min"), -9223372036854775807LL - 1);
+    EXPECT_FALSE(json::get_int(o, "frac"));
+    EXPECT_EQ(json::get_int(o, "whole"), 1736471515514LL);
+}
