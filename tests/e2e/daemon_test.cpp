@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <thread>
+#include <tuple>
 #include <unistd.h>
 
 using namespace speak4::testing;
@@ -829,11 +830,79 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     // (lookup, create or update), plus the reconciler's page in progress (2).
     EXPECT_GE(audited, s.requests - static_cast<long long>(kills) * 14)
         << "audit rows went missing";
+    // The artifacts of the whole run hold no secret.
+    std::string artifacts = read_file(dir_ / "daemon.err") + read_file(dir_ / "s.db");
+    if (std::filesystem::exists(dir_ / "s.db-wal"))
+        artifacts += read_file(dir_ / "s.db-wal");
+    for (const char* secret : {"token-one", "api-secret"})
+        EXPECT_EQ(artifacts.find(secret), std::string::npos) << secret << " leaked";
     std::cout << "[chaos] " << total_events << " events, " << people.size() << " contacts, "
               << kills << " SIGKILLs, " << s.requests << " requests, faults:";
     for (const auto& [k, n] : s.faults)
         std::cout << ' ' << k << '=' << n;
     std::cout << ", audit rows " << audited << '\n';
+}
+
+// TLS fails closed: a GHL whose certificate the daemon cannot verify (an unknown CA, then a
+// trusted CA but another host name) never receives a request; the events wait, undamaged and
+// not dead-lettered, with the handshake failure in the audit log, and go out once the
+// certificate checks out.
+TEST_F(daemon_test, tls_fails_closed_until_the_certificate_checks_out) {
+    sim_->stop();
+    speak4::sim::options so;
+    so.rate_limit = false;
+    so.static_tokens = {"token-one"};
+    so.tls = true;
+    so.pki = speak4::sim::make_test_pki({"ghl.example.test"}); // plus IP 127.0.0.1
+    sim_ = std::make_unique<speak4::sim::server>(so);
+    sim_->start();
+    write_file(dir_ / "ca.pem", so.pki.ca_cert_pem);
+    const std::string port = std::to_string(sim_->port());
+    auto configure = [&](const std::string& host, bool trust) {
+        write_config();
+        std::string cfg = read_file(dir_ / "speak4-sync.toml");
+        const auto b = cfg.find("base_url = \"");
+        const auto e = cfg.find('"', b + 12);
+        cfg.replace(b, e - b + 1, "base_url = \"https://" + host + ":" + port + "\"");
+        if (trust)
+            cfg.replace(cfg.find("timeout_ms = 2000\n"), 18,
+                        "timeout_ms = 2000\nca_file = \"" + (dir_ / "ca.pem").string() + "\"\n");
+        write_file(dir_ / "speak4-sync.toml", cfg);
+    };
+    std::string events;
+    for (int i = 0; i < 3; ++i)
+        events += contact_event(i);
+    configure("127.0.0.1", false);
+    ASSERT_EQ(cli({"emit", "-"}, events).exit_code, 0);
+    const long long rows = count("SELECT COUNT(*) FROM outbox");
+
+    for (const auto& [host, trust, why] : std::vector<std::tuple<std::string, bool, std::string>>{
+             {"127.0.0.1", false, "certificate verify failed"},
+             {"localhost", true, "certificate verify failed"}}) {
+        configure(host, trust);
+        const long long audited = count("SELECT COUNT(*) FROM audit_log");
+        auto d = start_daemon();
+        ASSERT_TRUE(wait_until(
+            [&] { return count("SELECT COUNT(*) FROM audit_log") >= audited + 2; }, 30000))
+            << host;
+        d->signal(SIGTERM);
+        EXPECT_EQ(d->wait(20000), 0);
+        EXPECT_EQ(sim_->get_stats().requests, 0) << host << ": a request reached GHL";
+        EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"), rows)
+            << host << ": events must wait, not be dropped or dead-lettered";
+        EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log WHERE status IS NOT NULL"), 0);
+        EXPECT_GT(
+            count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%handshake%" + why + "%'"), 0)
+            << host << ": " << cli({"audit", "--limit", "3"}).out;
+    }
+
+    configure("127.0.0.1", true); // the CA is trusted and the certificate names this host
+    auto d = start_daemon();
+    ASSERT_TRUE(wait_until([&] { return drained(); }, 60000)) << cli({"status"}).out;
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0);
+    EXPECT_EQ(sim_->get_stats().creates.at("contact"), 3);
 }
 
 // Secrets never reach the logs, the audit log or the database: run a session at debug level
