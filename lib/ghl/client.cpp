@@ -289,7 +289,7 @@ asio::awaitable<result<contact_search_page>> client::search_contacts(search_requ
         co_return r.error();
     if (!r->contains("contacts"))
         co_return bad_body(op_name(http_method::post, tmpl), "response has no \"contacts\"", 200);
-    co_return parse_search_page(*r, req.page_limit);
+    co_return parse_search_page(std::move(*r), req.page_limit);
 }
 
 asio::awaitable<result<contact_list_page>> client::list_contacts(list_request req) {

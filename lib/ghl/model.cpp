@@ -149,8 +149,9 @@ std::optional<std::string> record_id(const bj::object* o) {
 }
 } // namespace
 
-std::optional<contact> parse_contact(const bj::value& v) {
-    const auto* o = v.if_object();
+namespace {
+/// Every member of a contact but `raw`.
+std::optional<contact> contact_fields(const bj::object* o) {
     auto id = record_id(o);
     if (!id)
         return std::nullopt;
@@ -200,7 +201,23 @@ std::optional<contact> parse_contact(const bj::value& v) {
     c.date_updated = get_time(*o, "dateUpdated");
     if (const auto* sa = get_array(*o, "searchAfter"))
         c.search_after = *sa;
-    c.raw = *o;
+    return c;
+}
+} // namespace
+
+std::optional<contact> parse_contact(const bj::value& v) {
+    const auto* o = v.if_object();
+    auto c = contact_fields(o);
+    if (c)
+        c->raw = *o;
+    return c;
+}
+
+std::optional<contact> parse_contact_moved(bj::value&& v) {
+    auto* o = v.if_object();
+    auto c = contact_fields(o);
+    if (c)
+        c->raw = std::move(*o); // no copy of the record (a search page holds 500 of them)
     return c;
 }
 
@@ -268,9 +285,23 @@ std::optional<appointment> parse_appointment(const bj::value& v) {
 }
 
 contact_search_page parse_search_page(const bj::object& body, int page_limit) {
+    bj::object copy = body;
+    return parse_search_page(std::move(copy), page_limit);
+}
+
+contact_search_page parse_search_page(bj::object&& body, int page_limit) {
     contact_search_page p;
     std::size_t raw_count = 0;
-    p.contacts = parse_items<contact>(body, "contacts", parse_contact, &p.skipped, &raw_count);
+    if (auto* arr = body.contains("contacts") ? body.at("contacts").if_array() : nullptr) {
+        raw_count = arr->size();
+        p.contacts.reserve(arr->size());
+        for (auto& v : *arr) {
+            if (auto item = parse_contact_moved(std::move(v)))
+                p.contacts.push_back(std::move(*item));
+            else
+                ++p.skipped;
+        }
+    }
     p.total = get_int(body, "total");
     p.trace_id = get_string(body, "traceId");
     if (!p.contacts.empty())

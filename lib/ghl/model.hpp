@@ -91,12 +91,16 @@ struct contact_list_page {
 
 // Parsers: nullopt when the value is not an object or has no string id.
 std::optional<contact> parse_contact(const bj::value& v);
+/// The same, moving the object into `raw` instead of copying it.
+std::optional<contact> parse_contact_moved(bj::value&& v);
 std::optional<task> parse_task(const bj::value& v);
 std::optional<note> parse_note(const bj::value& v);
 std::optional<appointment> parse_appointment(const bj::value& v);
 
 /// Envelope {"contacts":[…],"total":n,"traceId":…}; `page_limit` decides `more`.
 contact_search_page parse_search_page(const bj::object& body, int page_limit);
+/// The same, moving each item into its contact's `raw` (`body` is left with moved-from items).
+contact_search_page parse_search_page(bj::object&& body, int page_limit);
 /// Envelope {"contacts":[…],"count":n,"meta":{…}}; `limit` decides `more` without meta.
 contact_list_page parse_list_page(const bj::object& body, int limit);
 /// The strings of body["tags"].

@@ -152,6 +152,46 @@ TEST(GhlModel, SearchPage) {
     EXPECT_FALSE(parse_search_page(obj(R"({"contacts":[]})"), 10).more);
 }
 
+TEST(GhlModel, SearchPageMovedFromTheBodyEqualsTheCopy) {
+    // The client hands its parsed body over (parse_search_page(object&&)): every contact must
+    // come out exactly as from the copying parser, raw included, member order and all.
+    const auto body = obj(R"({"contacts":[
+        {"id":"a","firstName":"Ada","tags":["x","y"],"customFields":[{"id":"cf","value":[1,"2"]}],
+         "dnd":false,"dateUpdated":"2026-01-02T03:04:05.678Z","searchAfter":[1736471515514,"a"],
+         "extra":{"nested":[null,true,1.5]}},
+        "not an object",
+        {"id":"","searchAfter":[1,""]},
+        {"id":"b","email":"b@x.io","searchAfter":[1736471515999,"b"],"zLast":"z"}],
+        "total":4,"traceId":"tr-2"})");
+    const auto copied = parse_search_page(body, 4);
+    bj::object moved_from = body;
+    const auto moved = parse_search_page(std::move(moved_from), 4);
+    ASSERT_EQ(moved.contacts.size(), 2u);
+    ASSERT_EQ(copied.contacts.size(), moved.contacts.size());
+    for (std::size_t i = 0; i < moved.contacts.size(); ++i) {
+        const auto& c = copied.contacts[i];
+        const auto& m = moved.contacts[i];
+        EXPECT_EQ(m.id, c.id);
+        EXPECT_EQ(m.first_name, c.first_name);
+        EXPECT_EQ(m.email, c.email);
+        EXPECT_EQ(m.tags, c.tags);
+        ASSERT_EQ(m.custom_fields.size(), c.custom_fields.size());
+        EXPECT_EQ(m.dnd, c.dnd);
+        EXPECT_EQ(m.date_updated, c.date_updated);
+        EXPECT_EQ(bj::value(m.search_after), bj::value(c.search_after));
+        EXPECT_EQ(bj::serialize(m.raw), bj::serialize(c.raw)); // same members in the same order
+        EXPECT_EQ(bj::serialize(m.raw),
+                  bj::serialize(body.at("contacts").at(i == 0 ? 0 : 3).as_object()));
+    }
+    EXPECT_EQ(moved.skipped, 2);
+    EXPECT_EQ(copied.skipped, 2);
+    EXPECT_EQ(moved.total, 4);
+    EXPECT_EQ(moved.trace_id, "tr-2");
+    EXPECT_EQ(bj::value(moved.next_search_after), bj::value(copied.next_search_after));
+    EXPECT_TRUE(moved.more);
+    EXPECT_EQ(moved.more, copied.more);
+}
+
 TEST(GhlModel, LegacyListPage) {
     auto p = parse_list_page(obj(R"({"contacts":[{"id":"a"},{"id":"b"}],"count":2,
         "meta":{"total":50,"nextPageUrl":"http://x/contacts/?startAfter=1&startAfterId=b",
