@@ -7,6 +7,7 @@
 #include <SQLiteCpp/Statement.h>
 #include <algorithm>
 #include <boost/json/serialize.hpp>
+#include <boost/json/serializer.hpp>
 
 namespace speak4::sync {
 namespace {
@@ -221,9 +222,36 @@ bj::value normalized_time(const bj::value& v) {
     return v;
 }
 
-bj::object without_cursor(bj::object raw) {
-    raw.erase("searchAfter"); // a search cursor, not part of the record
-    return raw;
+/// The record as stored in `raw`: without "searchAfter" (a search cursor, not part of the
+/// record). Byte for byte what serializing a copy after copy.erase("searchAfter") gave (the
+/// members in order, except that object::erase moves the last member into the erased one's
+/// place), without copying the record.
+std::string serialize_without_cursor(const bj::object& raw) {
+    const auto cursor = raw.find("searchAfter");
+    if (cursor == raw.end())
+        return bj::serialize(raw);
+    const auto last = raw.end() - 1;
+    std::string out = "{";
+    bj::serializer sr;
+    char buf[4096];
+    auto append = [&] {
+        while (!sr.done()) {
+            const auto part = sr.read(buf, sizeof buf);
+            out.append(part.data(), part.size());
+        }
+    };
+    for (auto it = raw.begin(); it != last; ++it) { // `last` goes in the cursor's place
+        const auto& kv = it == cursor ? *last : *it;
+        if (out.size() > 1)
+            out += ',';
+        sr.reset(kv.key());
+        append();
+        out += ':';
+        sr.reset(&kv.value());
+        append();
+    }
+    out += '}';
+    return out;
 }
 
 void log_invalid(std::string_view entity, std::string_view ghl_id,
@@ -611,9 +639,11 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
         return res;
     }
 
+    // A new contact takes the remote values as they are (moved: `remote.values` is not read
+    // again).
     flat merged = row_id ? merge("contact", *row_id, local, remote.values, previous, remote.invalid,
                                  c.date_updated, res.conflicts)
-                         : remote.values;
+                         : std::move(remote.values);
     if (!row_id) {
         // Nothing local to keep for malformed fields of a new contact: they stay empty.
         for (const auto& f : remote.invalid)
@@ -636,7 +666,7 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
     const bool changed = !row_id || fresh || !same(local, merged);
     const std::optional<std::string> remote_updated =
         c.date_updated ? std::optional<std::string>(format_iso8601(*c.date_updated)) : std::nullopt;
-    const std::string raw = bj::serialize(without_cursor(c.raw));
+    const std::string raw = serialize_without_cursor(c.raw);
 
     // The ten mirror columns an insert and an update both write, bound from position `first`:
     // first_name, last_name, email, phone, tags, custom_fields, fields, business_id,
