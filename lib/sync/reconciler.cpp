@@ -375,6 +375,89 @@ asio::awaitable<pull_report> reconciler::incremental_pull() {
     co_return r;
 }
 
+/// One page of the contact listing, requested (possibly ahead of its turn) with its own client
+/// and audit sink, which the page keeps for its whole fetches and its commit.
+struct reconciler::page_fetch {
+    explicit page_fetch(const asio::any_io_executor& ex)
+        : ready(ex, asio::steady_timer::time_point::max()) {}
+
+    std::shared_ptr<audit_sink> sink;
+    std::unique_ptr<ghl::client> client;
+    sys_time fetched_at; ///< when the request went out (mirror::set_fetched_at)
+    bool done = false;
+    asio::steady_timer ready; ///< cancelled when done
+    std::optional<std::string> error;
+    std::vector<ghl::contact> items;
+    bool more = false;
+    bj::array next_search_after;
+    std::optional<long long> next_start_after;
+    std::optional<std::string> next_start_after_id;
+};
+
+std::shared_ptr<reconciler::page_fetch>
+reconciler::start_page(bool legacy, const std::optional<std::string>& floor,
+                       const std::optional<bj::array>& search_after,
+                       std::optional<long long> start_after,
+                       const std::optional<std::string>& start_after_id) {
+    auto p = std::make_shared<page_fetch>(ex_);
+    p->sink = std::make_shared<audit_sink>();
+    p->client = make_client(p->sink);
+    p->fetched_at = clock_.now();
+    auto fetch = [](reconciler* self, std::shared_ptr<page_fetch> p, bool legacy,
+                    std::optional<std::string> floor, std::optional<bj::array> search_after,
+                    std::optional<long long> start_after,
+                    std::optional<std::string> start_after_id) -> asio::awaitable<void> {
+        if (legacy) {
+            ghl::list_request req;
+            req.limit = self->opt_.legacy_page;
+            req.start_after = start_after;
+            req.start_after_id = start_after_id;
+            auto r = co_await p->client->list_contacts(req);
+            if (r) {
+                p->items = std::move(r->contacts);
+                p->more = r->more;
+                p->next_start_after = r->next_start_after;
+                p->next_start_after_id = r->next_start_after_id;
+                if (p->more && !p->next_start_after && !p->next_start_after_id) {
+                    // No way to ask for the next page: stop rather than loop on this one.
+                    log::warn("legacy listing gave no cursor for its next page; pass ends here");
+                    p->more = false;
+                }
+            } else {
+                p->error = r.error().what();
+            }
+        } else {
+            ghl::search_request req;
+            req.page_limit = self->opt_.search_page;
+            req.search_after = std::move(search_after);
+            if (floor)
+                req.filters.push_back(ghl::range_filter("dateUpdated", bj::value(*floor)));
+            req.sort.push_back(ghl::sort_by("dateUpdated", true));
+            auto r = co_await p->client->search_contacts(std::move(req));
+            if (r) {
+                p->items = std::move(r->contacts);
+                p->more = r->more;
+                p->next_search_after = std::move(r->next_search_after);
+            } else {
+                p->error = r.error().what();
+            }
+        }
+        p->done = true;
+        p->ready.cancel();
+    };
+    // Never throws (the client reports errors as results); the page holds what it needs.
+    asio::co_spawn(ex_, fetch(this, p, legacy, floor, search_after, start_after, start_after_id),
+                   asio::detached);
+    return p;
+}
+
+asio::awaitable<void> reconciler::wait_page(page_fetch& p) {
+    while (!p.done) {
+        boost::system::error_code ec;
+        co_await p.ready.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+}
+
 asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report) {
     const bool legacy = opt_.mode == list_mode::legacy;
     const char* cursor_name = legacy ? legacy_cursor : search_cursor;
@@ -424,67 +507,68 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
     }
 
     std::set<std::string> businesses_done;
+    // Page n+1 is requested as soon as page n has arrived (it needs only the cursor page n ends
+    // at), so the listing is read while the previous page is checked and written. Pages are
+    // still applied and committed strictly in order, each with its own cursor.
+    co_await yield_to_pushes();
+    std::shared_ptr<page_fetch> page =
+        start_page(legacy, floor, search_after, start_after, start_after_id);
     for (long long page_no = 1; !stopping_; ++page_no) {
-        co_await yield_to_pushes();
-        auto sink = std::make_shared<audit_sink>();
-        auto client = make_client(sink);
-
-        const sys_time page_fetched_at = clock_.now();
-        std::vector<ghl::contact> items;
-        bool more = false;
-        bj::array next_search_after;
-        std::optional<long long> next_start_after;
-        std::optional<std::string> next_start_after_id;
-        if (legacy) {
-            ghl::list_request req;
-            req.limit = opt_.legacy_page;
-            req.start_after = start_after;
-            req.start_after_id = start_after_id;
-            auto r = co_await client->list_contacts(req);
-            if (!r) {
-                co_await write_audit_only(sink);
-                report.ok = false;
-                report.error = r.error().what();
-                co_return;
-            }
-            items = std::move(r->contacts);
-            more = r->more;
-            next_start_after = r->next_start_after;
-            next_start_after_id = r->next_start_after_id;
-            if (more && !next_start_after && !next_start_after_id) {
-                // No way to ask for the next page: stop rather than loop on this one.
-                log::warn("legacy listing gave no cursor for its next page; pass ends here");
-                more = false;
-            }
-        } else {
-            ghl::search_request req;
-            req.page_limit = opt_.search_page;
-            req.search_after = search_after;
-            if (floor)
-                req.filters.push_back(ghl::range_filter("dateUpdated", bj::value(*floor)));
-            req.sort.push_back(ghl::sort_by("dateUpdated", true));
-            auto r = co_await client->search_contacts(std::move(req));
-            if (!r) {
-                co_await write_audit_only(sink);
-                report.ok = false;
-                report.error = r.error().what();
-                co_return;
-            }
-            items = std::move(r->contacts);
-            more = r->more;
-            next_search_after = r->next_search_after;
+        co_await wait_page(*page);
+        const std::shared_ptr<audit_sink> sink = page->sink;
+        ghl::client* const client = page->client.get();
+        const sys_time page_fetched_at = page->fetched_at;
+        if (page->error) {
+            co_await write_audit_only(sink);
+            report.ok = false;
+            report.error = *page->error;
+            co_return;
         }
+        std::vector<ghl::contact> items = std::move(page->items);
+        const bool more = page->more;
+        const bj::array next_search_after = page->next_search_after;
+        const std::optional<long long> next_start_after = page->next_start_after;
+        const std::optional<std::string> next_start_after_id = page->next_start_after_id;
+
+        std::shared_ptr<page_fetch> next;
+        if (more) {
+            co_await yield_to_pushes();
+            next =
+                start_page(legacy, floor, next_search_after, next_start_after, next_start_after_id);
+        }
+        // Leaving early: the page requested ahead is waited for and its request audited.
+        auto abandon_next = [&]() -> asio::awaitable<void> {
+            if (next) {
+                co_await wait_page(*next);
+                co_await write_audit_only(next->sink);
+            }
+        };
+        std::exception_ptr failed;
+
         report.listed += static_cast<long long>(items.size());
 
         // Which items to store as they are, fetch whole, or skip.
-        const auto known = co_await db_.run([&](SQLite::Database& db) {
-            mirror m = make_mirror(db);
-            std::vector<std::optional<known_contact>> out;
-            out.reserve(items.size());
-            for (const auto& c : items)
-                out.push_back(m.find_contact(c.id));
-            return out;
-        });
+        std::vector<std::optional<known_contact>> known;
+        try {
+            known = co_await db_.run([&](SQLite::Database& db) {
+                // One read transaction for the page (not one per lookup: each would take and
+                // release the WAL read lock).
+                SQLite::Transaction tx(db, SQLite::TransactionBehavior::DEFERRED);
+                mirror m = make_mirror(db);
+                std::vector<std::optional<known_contact>> out;
+                out.reserve(items.size());
+                for (const auto& c : items)
+                    out.push_back(m.find_contact(c.id));
+                tx.commit();
+                return out;
+            });
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) {
+            co_await abandon_next();
+            std::rethrow_exception(failed);
+        }
         struct to_apply {
             ghl::contact record;
             bool changed = false; // dateUpdated moved on a contact we had
@@ -526,6 +610,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
                         continue;
                     }
                     co_await write_audit_only(sink);
+                    co_await abandon_next();
                     report.ok = false;
                     report.error = whole.error().what();
                     co_return;
@@ -545,6 +630,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
                 std::string err;
                 if (!co_await fetch_business(*client, *b, business, err)) {
                     co_await write_audit_only(sink);
+                    co_await abandon_next();
                     report.ok = false;
                     report.error = err;
                     co_return;
@@ -576,64 +662,73 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         }
         next_cursor["full"] = full;
         const bool initial = report.initial;
-        auto tally = co_await db_.run([&](SQLite::Database& db) {
-            SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
-            mirror m = make_mirror(db);
-            m.set_fetched_at(page_fetched_at);
-            pull_report t;
-            for (const auto& a : apply) {
-                const contact_result r = m.apply_contact(a.record);
-                if (r.skipped) {
-                    ++t.skipped;
-                    continue;
+        pull_report tally;
+        try {
+            tally = co_await db_.run([&](SQLite::Database& db) {
+                SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+                mirror m = make_mirror(db);
+                m.set_fetched_at(page_fetched_at);
+                pull_report t;
+                for (const auto& a : apply) {
+                    const contact_result r = m.apply_contact(a.record);
+                    if (r.skipped) {
+                        ++t.skipped;
+                        continue;
+                    }
+                    t.created += r.created ? 1 : 0;
+                    t.updated += !r.created && r.changed ? 1 : 0;
+                    t.unchanged += !r.created && !r.changed ? 1 : 0;
+                    t.conflicts += r.conflicts;
+                    t.invalid_fields += r.invalid_fields;
+                    const bool changed = r.created || a.changed;
+                    // Children follow (DESIGN §6): "all" for every new or changed contact;
+                    // on_demand for contacts that change after the initial import.
+                    const bool queue =
+                        opt_.children == fetch_children::all ? changed : (changed && !initial);
+                    if (queue) {
+                        m.enqueue_children(r.id, true,
+                                           initial ? "initial"
+                                           : full  ? "resync"
+                                                   : "changed");
+                        ++t.children_queued;
+                    }
                 }
-                t.created += r.created ? 1 : 0;
-                t.updated += !r.created && r.changed ? 1 : 0;
-                t.unchanged += !r.created && !r.changed ? 1 : 0;
-                t.conflicts += r.conflicts;
-                t.invalid_fields += r.invalid_fields;
-                const bool changed = r.created || a.changed;
-                // Children follow (DESIGN §6): "all" for every new or changed contact; on_demand
-                // for contacts that change after the initial import.
-                const bool queue =
-                    opt_.children == fetch_children::all ? changed : (changed && !initial);
-                if (queue) {
-                    m.enqueue_children(r.id, true,
-                                       initial ? "initial"
-                                       : full  ? "resync"
-                                               : "changed");
-                    ++t.children_queued;
+                if (opt_.children == fetch_children::all)
+                    for (const auto id : tasks_only) {
+                        m.enqueue_children(id, false, "resync");
+                        ++t.children_queued;
+                    }
+                for (const auto& g : gone)
+                    t.deleted += m.mark_contact_deleted(g) ? 1 : 0;
+                for (const auto& b : business) {
+                    const contact_result r = m.apply_contact(b);
+                    t.business += r.skipped ? 0 : 1;
+                    t.conflicts += r.conflicts;
                 }
-            }
-            if (opt_.children == fetch_children::all)
-                for (const auto id : tasks_only) {
-                    m.enqueue_children(id, false, "resync");
-                    ++t.children_queued;
+                m.write_audit(sink->entries);
+                m.set_cursor(cursor_name, bj::serialize(next_cursor));
+                if (!more) {
+                    m.set_cursor("last_pull_at", m.now_text());
+                    if (full)
+                        m.erase_cursor(resync_cursor);
+                    // An initial import listed everything there is: nothing to sweep yet.
+                    if (initial && !st.sweep_cursor)
+                        m.set_cursor(sweep_cursor,
+                                     bj::serialize(bj::object{{"complete", true},
+                                                              {"last_sweep_at", m.now_text()}}));
                 }
-            for (const auto& g : gone)
-                t.deleted += m.mark_contact_deleted(g) ? 1 : 0;
-            for (const auto& b : business) {
-                const contact_result r = m.apply_contact(b);
-                t.business += r.skipped ? 0 : 1;
-                t.conflicts += r.conflicts;
-            }
-            m.write_audit(sink->entries);
-            m.set_cursor(cursor_name, bj::serialize(next_cursor));
-            if (!more) {
-                m.set_cursor("last_pull_at", m.now_text());
-                if (full)
-                    m.erase_cursor(resync_cursor);
-                // An initial import listed everything there is: nothing to sweep yet.
-                if (initial && !st.sweep_cursor)
-                    m.set_cursor(sweep_cursor,
-                                 bj::serialize(bj::object{{"complete", true},
-                                                          {"last_sweep_at", m.now_text()}}));
-            }
-            if (fail_point)
-                fail_point("page", page_no);
-            tx.commit();
-            return t;
-        });
+                if (fail_point)
+                    fail_point("page", page_no);
+                tx.commit();
+                return t;
+            });
+        } catch (...) {
+            failed = std::current_exception();
+        }
+        if (failed) {
+            co_await abandon_next();
+            std::rethrow_exception(failed);
+        }
         report.pages += 1;
         report.created += tally.created;
         report.updated += tally.updated;
@@ -651,9 +746,12 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
             report.complete = true;
             break;
         }
-        search_after = next_search_after;
-        start_after = next_start_after;
-        start_after_id = next_start_after_id;
+        page = std::move(next);
+    }
+    // Stopped between pages: the page requested ahead is not applied; its request is audited.
+    if (!report.complete) {
+        co_await wait_page(*page);
+        co_await write_audit_only(page->sink);
     }
     co_return;
 }

@@ -183,11 +183,18 @@ public:
 private:
     struct audit_sink;
     struct job;
+    struct page_fetch;
 
     std::unique_ptr<ghl::client> make_client(std::shared_ptr<audit_sink> sink);
     boost::asio::awaitable<void> yield_to_pushes();
     /// One pass; `report` holds what was done even when it throws.
     boost::asio::awaitable<void> pass(bool full_requested, pull_report& report);
+    /// Requests one page of the listing now; wait_page() waits for it.
+    std::shared_ptr<page_fetch> start_page(bool legacy, const std::optional<std::string>& floor,
+                                           const std::optional<boost::json::array>& search_after,
+                                           std::optional<long long> start_after,
+                                           const std::optional<std::string>& start_after_id);
+    boost::asio::awaitable<void> wait_page(page_fetch& p);
     boost::asio::awaitable<bool> fetch_business(ghl::client& c, const std::string& business_id,
                                                 std::vector<ghl::contact>& out, std::string& error);
     boost::asio::awaitable<void> child_worker();
