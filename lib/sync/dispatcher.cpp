@@ -153,6 +153,12 @@ dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_acces
     , wake_(ex)
     , drained_(ex) {}
 
+outbox_store& dispatcher::box(SQLite::Database& db) {
+    if (!box_ || &box_->db() != &db)
+        box_ = std::make_unique<outbox_store>(db);
+    return *box_;
+}
+
 double dispatcher::uniform01() {
     return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
 }
@@ -172,7 +178,7 @@ void dispatcher::credentials_changed() {
         [this]() -> asio::awaitable<void> {
             try {
                 const int n = co_await db_.run([&](SQLite::Database& db) {
-                    return outbox_store(db).release_auth_waiters(clock_.now());
+                    return box(db).release_auth_waiters(clock_.now());
                 });
                 if (n)
                     log::info("credentials changed: retrying parked work", {{"rows", n}});
@@ -196,17 +202,19 @@ dispatcher_stats dispatcher::stats() const {
 
 asio::awaitable<void> dispatcher::run() {
     const int recovered = co_await db_.run(
-        [&](SQLite::Database& db) { return outbox_store(db).recover_inflight(clock_.now()); });
+        [&](SQLite::Database& db) { return box(db).recover_inflight(clock_.now()); });
     if (recovered)
         log::warn("recovered outbox rows left in flight", {{"rows", recovered}});
 
     while (!stopping_) {
         const int free = opt_.max_concurrency - active_;
         std::vector<work_item> items;
+        std::optional<sys_time> claimed_at; // when the claim looked, if it did
         if (free > 0 && !paused_) {
             try {
                 items = co_await db_.run([&](SQLite::Database& db) {
-                    return outbox_store(db).claim(clock_.now(), opt_.coalesce, free);
+                    claimed_at = clock_.now();
+                    return box(db).claim(*claimed_at, opt_.coalesce, free);
                 });
             } catch (const std::exception& e) {
                 log::error("outbox claim failed", {{"error", e.what()}});
@@ -225,10 +233,15 @@ asio::awaitable<void> dispatcher::run() {
         if (!paused_ && active_ < opt_.max_concurrency) {
             try {
                 auto due = co_await db_.run(
-                    [](SQLite::Database& db) { return outbox_store(db).next_due(); });
+                    [this](SQLite::Database& db) { return box(db).next_due(opt_.coalesce); });
                 if (due) {
                     auto until =
                         std::chrono::duration_cast<std::chrono::milliseconds>(*due - clock_.now());
+                    // Due already, yet the claim just found nothing: those rows wait for work
+                    // in flight (a task for its contact's create), whose end wakes this loop.
+                    // Sleeping 0 here would spin on the database thread.
+                    if (items.empty() && claimed_at && *due <= *claimed_at)
+                        until = opt_.idle_poll;
                     wait = std::clamp(until, std::chrono::milliseconds(0), opt_.idle_poll);
                 }
             } catch (const std::exception& e) {
@@ -282,8 +295,7 @@ asio::awaitable<void> dispatcher::process(work_item item) {
         std::string failure;
         try {
             co_await db_.run([&](SQLite::Database& db) {
-                outbox_store(db).finish(item, out, audit, clock_.now(), opt_.retry,
-                                        [u] { return u; });
+                box(db).finish(item, out, audit, clock_.now(), opt_.retry, [u] { return u; });
             });
             break;
         } catch (const std::exception& e) {
@@ -298,7 +310,7 @@ asio::awaitable<void> dispatcher::process(work_item item) {
             // if even that fails they stay in flight until the next start recovers them.
             try {
                 co_await db_.run([&](SQLite::Database& db) {
-                    outbox_store(db).release(item, clock_.now() + std::chrono::seconds(30));
+                    box(db).release(item, clock_.now() + std::chrono::seconds(30));
                 });
             } catch (const std::exception& e) {
                 log::error("releasing a push failed",

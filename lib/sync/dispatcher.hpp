@@ -95,6 +95,9 @@ public:
 private:
     boost::asio::awaitable<void> process(work_item item);
     double uniform01();
+    /// The outbox side on the database thread: one instance for the worker's connection, so
+    /// its statements are prepared once, not on every claim and finish.
+    outbox_store& box(SQLite::Database& db);
 
     boost::asio::any_io_executor ex_;
     store::db_worker& db_;
@@ -105,6 +108,7 @@ private:
     pull_fn pull_;
     boost::asio::steady_timer wake_;
     boost::asio::steady_timer drained_;
+    std::unique_ptr<outbox_store> box_; ///< database thread only
     int active_ = 0;
     bool stopping_ = false;
     bool paused_ = false;

@@ -1052,7 +1052,7 @@ children_result mirror::apply_appointments(std::int64_t contact_id,
 // --- bookkeeping -------------------------------------------------------------------------------
 
 void mirror::write_audit(const std::vector<audit_entry>& entries) {
-    write_audit_rows(db_, entries, now_);
+    write_audit_rows(stmts_, entries, now_);
 }
 
 std::optional<std::string> mirror::cursor(std::string_view name) {

@@ -115,21 +115,33 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
     return d;
 }
 
+namespace {
+
+/// Resets the cached statements when a unit of work ends, however it ends: a SELECT left on a
+/// row would keep the connection's read transaction open.
+struct reset_after {
+    store::statement_cache& stmts;
+    ~reset_after() { stmts.reset_all(); }
+};
+
+} // namespace
+
 outbox_store::outbox_store(SQLite::Database& db)
-    : db_(db) {}
+    : db_(db)
+    , stmts_(db) {}
 
 int outbox_store::recover_inflight(sys_time now) {
-    SQLite::Statement u(db_,
-                        "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
-                        "updated_at = ? WHERE state = 'inflight'");
+    const reset_after guard{stmts_};
+    auto& u = stmts_.get("UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
+                         "updated_at = ? WHERE state = 'inflight'");
     u.bind(1, format_iso8601(now));
     return u.exec();
 }
 
 void outbox_store::release(const work_item& item, sys_time retry_at) {
-    SQLite::Statement u(db_,
-                        "UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
-                        "next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'inflight'");
+    const reset_after guard{stmts_};
+    auto& u = stmts_.get("UPDATE outbox SET state = 'pending', uncertain = 1, claimed_at = NULL, "
+                         "next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'inflight'");
     for (auto id : item.rows) {
         u.reset();
         u.bind(1, format_iso8601(retry_at));
@@ -140,26 +152,43 @@ void outbox_store::release(const work_item& item, sys_time retry_at) {
 }
 
 int outbox_store::release_auth_waiters(sys_time now) {
-    SQLite::Statement u(
-        db_, "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
+    const reset_after guard{stmts_};
+    auto& u = stmts_.get(
+        "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending' AND last_status = 401");
     u.bind(1, format_iso8601(now));
     return u.exec();
 }
 
-std::optional<sys_time> outbox_store::next_due() {
-    SQLite::Statement q(db_, "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'");
-    if (!q.executeStep() || q.getColumn(0).isNull())
-        return std::nullopt;
-    return parse_iso8601(q.getColumn(0).getString());
+std::optional<sys_time> outbox_store::next_due(std::chrono::milliseconds coalesce) {
+    const reset_after guard{stmts_};
+    std::optional<sys_time> due;
+    auto earliest = [&](SQLite::Statement& q, std::chrono::milliseconds plus) {
+        if (q.executeStep() && !q.getColumn(0).isNull())
+            if (auto t = parse_iso8601(q.getColumn(0).getString()))
+                due = due ? std::min(*due, *t + plus) : *t + plus;
+    };
+    // Retries: when their backoff ends.
+    earliest(stmts_.get("SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending' "
+                        "AND (attempts > 0 OR uncertain = 1)"),
+             std::chrono::milliseconds(0));
+    // First attempts: once the oldest has been quiet for the coalescing window (ids and
+    // created_at rise together, so the oldest is the first by id).
+    earliest(
+        stmts_.get("SELECT MAX(created_at, next_attempt_at) FROM outbox INDEXED BY "
+                   "outbox_state_id WHERE state = 'pending' AND attempts = 0 AND uncertain = 0 "
+                   "ORDER BY id LIMIT 1"),
+        coalesce);
+    return due;
 }
 
 long long outbox_store::prune(sys_time cutoff) {
+    const reset_after guard{stmts_};
     const std::string c = format_iso8601(cutoff);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement a(db_, "DELETE FROM audit_log WHERE ts < ?");
+    auto& a = stmts_.get("DELETE FROM audit_log WHERE ts < ?");
     a.bind(1, c);
     long long n = a.exec();
-    SQLite::Statement o(db_, "DELETE FROM outbox WHERE state = 'done' AND updated_at < ?");
+    auto& o = stmts_.get("DELETE FROM outbox WHERE state = 'done' AND updated_at < ?");
     o.bind(1, c);
     n += o.exec();
     tx.commit();
@@ -167,7 +196,7 @@ long long outbox_store::prune(sys_time cutoff) {
 }
 
 void outbox_store::note_pushed_tags(const work_item& item) {
-    SQLite::Statement q(db_, "SELECT raw FROM contacts WHERE id = ? AND raw IS NOT NULL");
+    auto& q = stmts_.get("SELECT raw FROM contacts WHERE id = ? AND raw IS NOT NULL");
     q.bind(1, item.ctx.id);
     if (!q.executeStep())
         return;
@@ -185,7 +214,7 @@ void outbox_store::note_pushed_tags(const work_item& item) {
             tags.erase(it);
     }
     raw["tags"] = std::move(tags);
-    SQLite::Statement u(db_, "UPDATE contacts SET raw = ? WHERE id = ?");
+    auto& u = stmts_.get("UPDATE contacts SET raw = ? WHERE id = ?");
     u.bind(1, bj::serialize(raw));
     u.bind(2, item.ctx.id);
     u.exec();
@@ -193,13 +222,14 @@ void outbox_store::note_pushed_tags(const work_item& item) {
 
 std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::milliseconds coalesce,
                                            int max_items) {
+    const reset_after guard{stmts_};
     const std::string now_s = format_iso8601(now);
     const std::string cutoff = format_iso8601(now - coalesce);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
 
     // Heads of line: the oldest open row of each entity, if due. Tasks and notes come only once
     // their contact has a GHL id, or once it never will (no create of it is open).
-    SQLite::Statement heads(db_, R"(
+    auto& heads = stmts_.get(R"(
         SELECT o.entity, o.entity_id FROM outbox o INDEXED BY outbox_state_id
         WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
           AND (o.attempts > 0 OR o.uncertain = 1 OR o.created_at <= ?2)
@@ -223,12 +253,12 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         entities.emplace_back(heads.getColumn(0).getString(), heads.getColumn(1).getInt64());
 
     std::vector<work_item> items;
-    SQLite::Statement rows_q(
-        db_, "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
-             "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
-    SQLite::Statement mark(
-        db_, "UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
-             "WHERE id = ?");
+    auto& rows_q = stmts_.get(
+        "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
+        "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
+    auto& mark =
+        stmts_.get("UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
+                   "WHERE id = ?");
     for (const auto& [entity, entity_id] : entities) {
         rows_q.reset();
         rows_q.bind(1, entity);
@@ -248,8 +278,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         item.ctx.id = entity_id;
         // Mirror context: ids and what a lookup needs.
         if (entity == "contact") {
-            SQLite::Statement c(
-                db_,
+            auto& c = stmts_.get(
                 "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
@@ -261,11 +290,10 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             }
         } else {
             const std::string t = table_of(entity);
-            SQLite::Statement c(db_,
-                                "SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
-                                    std::string(entity == "task" ? ", x.due_date" : ", NULL") +
-                                    ", c.deleted FROM " + t +
-                                    " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
+            auto& c = stmts_.get("SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
+                                 std::string(entity == "task" ? ", x.due_date" : ", NULL") +
+                                 ", c.deleted FROM " + t +
+                                 " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
@@ -276,9 +304,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 item.ctx.due_date = opt_text(c.getColumn(5));
                 contact_deleted = c.getColumn(6).getInt() != 0;
             }
-            SQLite::Statement sib(
-                db_, "SELECT ghl_id FROM " + t +
-                         " WHERE contact_id = ? AND ghl_id IS NOT NULL AND speak4_id IS NOT NULL");
+            auto& sib = stmts_.get(
+                "SELECT ghl_id FROM " + t +
+                " WHERE contact_id = ? AND ghl_id IS NOT NULL AND speak4_id IS NOT NULL");
             sib.bind(1, item.ctx.contact_id);
             while (sib.executeStep())
                 item.ctx.known_child_ghl_ids.push_back(sib.getColumn(0).getString());
@@ -403,10 +431,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     return items;
 }
 
-void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entries,
+void write_audit_rows(store::statement_cache& stmts, const std::vector<audit_entry>& entries,
                       const std::string& now) {
-    SQLite::Statement a(
-        db,
+    auto& a = stmts.get(
         "INSERT INTO audit_log(ts, method, path, status, latency_ms, attempt, outbox_id, error, "
         "rate_limit_remaining, trace_id) VALUES (?,?,?,?,?,?,?,?,?,?)");
     std::optional<long long> remaining, daily;
@@ -436,8 +463,7 @@ void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entr
         a.exec();
     }
     auto cursor = [&](const char* name, long long v) {
-        SQLite::Statement c(
-            db,
+        auto& c = stmts.get(
             "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) ON CONFLICT(name) "
             "DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
         c.bind(1, name);
@@ -454,11 +480,12 @@ void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entr
 void outbox_store::finish(const work_item& item, const outcome& out,
                           const std::vector<audit_entry>& audit, sys_time now,
                           const retry_policy& policy, const std::function<double()>& uniform01) {
+    const reset_after guard{stmts_};
     const std::string now_s = format_iso8601(now);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
 
     // Audit: one row per HTTP request sent, committed with the outcome it led to.
-    write_audit_rows(db_, audit, now_s);
+    write_audit_rows(stmts_, audit, now_s);
 
     const char* table = table_of(item.ctx.entity);
     const int attempts = item.attempts + 1;
@@ -492,9 +519,9 @@ void outbox_store::finish(const work_item& item, const outcome& out,
         next = format_iso8601(now + std::chrono::seconds(30));
         break;
     }
-    SQLite::Statement u(
-        db_, "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
-             "last_status = ?, uncertain = ?, claimed_at = NULL, updated_at = ? WHERE id = ?");
+    auto& u = stmts_.get(
+        "UPDATE outbox SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
+        "last_status = ?, uncertain = ?, claimed_at = NULL, updated_at = ? WHERE id = ?");
     for (auto id : item.rows) {
         u.reset();
         u.clearBindings();
@@ -519,8 +546,8 @@ void outbox_store::finish(const work_item& item, const outcome& out,
                                       {"error", error.value_or("")}});
 
     auto change = [&](const char* kind, const char* source) {
-        SQLite::Statement c(
-            db_, "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
+        auto& c = stmts_.get(
+            "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
         c.bind(1, item.ctx.entity);
         c.bind(2, item.ctx.id);
         c.bind(3, kind);
@@ -531,9 +558,8 @@ void outbox_store::finish(const work_item& item, const outcome& out,
 
     if (out.gone) {
         // The record no longer exists in GHL: the mirror says so too.
-        SQLite::Statement d(db_,
-                            std::string("UPDATE ") + table +
-                                " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
+        auto& d = stmts_.get(std::string("UPDATE ") + table +
+                             " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
         d.bind(1, now_s);
         d.bind(2, item.ctx.id);
         if (d.exec() > 0)
@@ -542,8 +568,8 @@ void outbox_store::finish(const work_item& item, const outcome& out,
     if (out.what == outcome::kind::done && !out.gone && item.act != action::pull) {
         // Write-back: the GHL id, GHL's timestamp and the record as GHL returned it.
         if (out.ghl_id && out.ghl_id != item.ctx.ghl_id) {
-            SQLite::Statement other(db_, std::string("SELECT id FROM ") + table +
-                                             " WHERE ghl_id = ? AND id <> ?");
+            auto& other = stmts_.get(std::string("SELECT id FROM ") + table +
+                                     " WHERE ghl_id = ? AND id <> ?");
             other.bind(1, *out.ghl_id);
             other.bind(2, item.ctx.id);
             if (other.executeStep()) {
@@ -553,43 +579,41 @@ void outbox_store::finish(const work_item& item, const outcome& out,
                 if (item.ctx.entity == "contact") {
                     // Everything that points at the duplicate (foreign keys) moves over first.
                     for (const char* child : {"tasks", "notes", "appointments"}) {
-                        SQLite::Statement m(db_, std::string("UPDATE ") + child +
-                                                     " SET contact_id = ? WHERE contact_id = ?");
+                        auto& m = stmts_.get(std::string("UPDATE ") + child +
+                                             " SET contact_id = ? WHERE contact_id = ?");
                         m.bind(1, item.ctx.id);
                         m.bind(2, dup);
                         m.exec();
                     }
                     // pull_queue is keyed by contact: keep one pending fetch for the survivor.
-                    SQLite::Statement q(
-                        db_, "UPDATE OR IGNORE pull_queue SET contact_id = ? WHERE contact_id = ?");
+                    auto& q = stmts_.get(
+                        "UPDATE OR IGNORE pull_queue SET contact_id = ? WHERE contact_id = ?");
                     q.bind(1, item.ctx.id);
                     q.bind(2, dup);
                     q.exec();
-                    SQLite::Statement qd(db_, "DELETE FROM pull_queue WHERE contact_id = ?");
+                    auto& qd = stmts_.get("DELETE FROM pull_queue WHERE contact_id = ?");
                     qd.bind(1, dup);
                     qd.exec();
                 }
-                SQLite::Statement mo(
-                    db_, "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
+                auto& mo = stmts_.get(
+                    "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
                 mo.bind(1, item.ctx.id);
                 mo.bind(2, item.ctx.entity);
                 mo.bind(3, dup);
                 mo.exec();
-                SQLite::Statement del(db_, std::string("DELETE FROM ") + table + " WHERE id = ?");
+                auto& del = stmts_.get(std::string("DELETE FROM ") + table + " WHERE id = ?");
                 del.bind(1, dup);
                 del.exec();
             }
-            SQLite::Statement g(db_,
-                                std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
+            auto& g = stmts_.get(std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
             g.bind(1, *out.ghl_id);
             g.bind(2, item.ctx.id);
             g.exec();
         }
-        SQLite::Statement w(
-            db_,
+        auto& w = stmts_.get(
             std::string("UPDATE ") + table +
-                " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
-                "updated_at = ? WHERE id = ?");
+            " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
+            "updated_at = ? WHERE id = ?");
         if (out.remote_updated_at)
             w.bind(1, *out.remote_updated_at);
         if (out.raw)

@@ -5,9 +5,11 @@
 // the database thread; the network side lives in dispatcher.hpp.
 
 #include "core/time.hpp"
+#include "store/statement_cache.hpp"
 
 #include <SQLiteCpp/Database.h>
 #include <boost/json/object.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -104,7 +106,7 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, int attempt,
 
 /// Inserts one audit_log row per entry and keeps the rate-limit cursors ("rate_limit.remaining",
 /// "rate_limit.daily_remaining") that `status` shows, inside the caller's transaction.
-void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entries,
+void write_audit_rows(store::statement_cache& stmts, const std::vector<audit_entry>& entries,
                       const std::string& now);
 
 /// Database side of the dispatcher. Threading: one instance per connection, used on the
@@ -112,6 +114,7 @@ void write_audit_rows(SQLite::Database& db, const std::vector<audit_entry>& entr
 class outbox_store {
 public:
     explicit outbox_store(SQLite::Database& db);
+    SQLite::Database& db() const { return db_; }
 
     /// Rows a crash left in flight go back to pending, marked uncertain (the request may have
     /// reached GHL). Returns how many. Called once at start-up, before any claim.
@@ -136,8 +139,10 @@ public:
     /// rotation (SIGHUP) or `auth exchange`. Returns how many.
     int release_auth_waiters(sys_time now);
 
-    /// When the next pending row becomes due (nullopt: none pending).
-    std::optional<sys_time> next_due();
+    /// When the next pending row becomes claimable by time: a retry when its backoff ends, a
+    /// first attempt once `coalesce` has passed since it was queued (nullopt: none pending).
+    /// A row due by time may still wait for another (a task for its contact's create).
+    std::optional<sys_time> next_due(std::chrono::milliseconds coalesce);
 
     /// Deletes audit rows and done outbox rows older than `cutoff`. Returns rows deleted.
     long long prune(sys_time cutoff);
@@ -149,6 +154,7 @@ private:
     void note_pushed_tags(const work_item& item);
 
     SQLite::Database& db_;
+    store::statement_cache stmts_; ///< every statement, prepared once per connection
 };
 
 } // namespace speak4::sync

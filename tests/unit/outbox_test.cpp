@@ -282,6 +282,27 @@ TEST_F(outbox_test, a_pushed_tag_change_updates_the_known_ghl_copy) {
     EXPECT_EQ(text("SELECT json_extract(raw, '$.tags') FROM contacts"), R"(["hot","vip"])");
 }
 
+// The dispatcher sleeps until next_due(): a first attempt is due once its coalescing window has
+// passed (not at once, which made the dispatcher spin while the window ran), a retry when its
+// backoff ends.
+TEST_F(outbox_test, next_due_counts_the_coalescing_window_and_the_backoff) {
+    EXPECT_FALSE(box_->next_due(250ms));
+    const auto t0 = clock_.now();
+    emit(create_ada);
+    EXPECT_EQ(box_->next_due(250ms), t0 + 250ms);
+    EXPECT_TRUE(box_->claim(clock_.now(), 250ms, 10).empty()) << "still in its window";
+    clock_.advance(250ms);
+    auto items = box_->claim(clock_.now(), 250ms, 10);
+    ASSERT_EQ(items.size(), 1u);
+    EXPECT_FALSE(box_->next_due(250ms)) << "nothing pending while it is in flight";
+    sync::outcome failed;
+    failed.what = sync::outcome::kind::retry;
+    failed.error = "POST /contacts/: 503";
+    failed.retry_after = 5000ms;
+    finish(items[0], failed);
+    EXPECT_EQ(box_->next_due(250ms), clock_.now() + 5000ms) << "a retry waits for its backoff only";
+}
+
 TEST_F(outbox_test, a_delete_absorbs_the_updates_before_it) {
     emit(
         R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
