@@ -585,9 +585,24 @@ mirror::flat mirror::merge(std::string_view entity, std::int64_t id, const flat&
 
 // --- contacts ----------------------------------------------------------------------------------
 
+prepared_contact prepare_contact(const ghl::contact& c) {
+    flat_record r = flatten_remote_contact(c.raw);
+    prepared_contact p;
+    p.values = std::move(r.values);
+    p.invalid = std::move(r.invalid);
+    p.raw = serialize_without_cursor(c.raw);
+    if (c.date_updated)
+        p.remote_updated = format_iso8601(*c.date_updated);
+    return p;
+}
+
 contact_result mirror::apply_contact(const ghl::contact& c) {
+    return apply_contact(c, prepare_contact(c));
+}
+
+contact_result mirror::apply_contact(const ghl::contact& c, prepared_contact prepared) {
     contact_result res;
-    flat_record remote = flatten_remote_contact(c.raw);
+    flat_record remote{std::move(prepared.values), std::move(prepared.invalid)};
     // The parsed id is authoritative (parse_contact guarantees it); the rest comes from raw.
     log_invalid("contact", c.id, remote.invalid, c.raw);
     res.invalid_fields = count_invalid(remote.invalid);
@@ -664,9 +679,8 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
             fields[k] = v;
     }
     const bool changed = !row_id || fresh || !same(local, merged);
-    const std::optional<std::string> remote_updated =
-        c.date_updated ? std::optional<std::string>(format_iso8601(*c.date_updated)) : std::nullopt;
-    const std::string raw = serialize_without_cursor(c.raw);
+    const std::optional<std::string>& remote_updated = prepared.remote_updated;
+    const std::string& raw = prepared.raw;
 
     // The ten mirror columns an insert and an update both write, bound from position `first`:
     // first_name, last_name, email, phone, tags, custom_fields, fields, business_id,

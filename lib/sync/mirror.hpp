@@ -80,6 +80,19 @@ struct known_contact {
     bool has_raw = false; ///< some GHL record has been stored (false for a webhook stub)
 };
 
+/// What apply_contact() derives from a remote contact alone (no database): its fields
+/// flattened, the text stored in `raw` and its dateUpdated as stored. prepare_contact() may run
+/// on any thread, e.g. the network thread while the database thread writes another page.
+struct prepared_contact {
+    std::map<std::string, boost::json::value> values; ///< field -> value (null when absent)
+    std::set<std::string> invalid;                    ///< fields of the wrong type
+    std::string raw;                                  ///< the record without "searchAfter"
+    std::optional<std::string> remote_updated;        ///< dateUpdated, ISO-8601
+};
+
+/// Prepares `c` for mirror::apply_contact.
+prepared_contact prepare_contact(const ghl::contact& c);
+
 /// How one remote contact was applied.
 struct contact_result {
     std::int64_t id = 0;  ///< mirror row (0 when skipped)
@@ -131,6 +144,8 @@ public:
     /// inserts or updates the row, resolves conflicts, applies tag routes. A contact deleted in
     /// the mirror is skipped.
     contact_result apply_contact(const ghl::contact& c);
+    /// The same, with prepare_contact(c) already done.
+    contact_result apply_contact(const ghl::contact& c, prepared_contact prepared);
 
     /// Marks the contact with this GHL id deleted (a changes row when it was not). Returns true
     /// when it changed.

@@ -388,6 +388,9 @@ struct reconciler::page_fetch {
     asio::steady_timer ready; ///< cancelled when done
     std::optional<std::string> error;
     std::vector<ghl::contact> items;
+    /// prepare_contact() of each item that may be stored as it is (not partial()), done here
+    /// on the network thread while the database thread writes the page before.
+    std::vector<std::optional<prepared_contact>> prepared;
     bool more = false;
     bj::array next_search_after;
     std::optional<long long> next_start_after;
@@ -442,6 +445,10 @@ reconciler::start_page(bool legacy, const std::optional<std::string>& floor,
                 p->error = r.error().what();
             }
         }
+        p->prepared.resize(p->items.size());
+        for (std::size_t i = 0; i < p->items.size(); ++i)
+            if (!partial(p->items[i]))
+                p->prepared[i] = prepare_contact(p->items[i]);
         p->done = true;
         p->ready.cancel();
     };
@@ -525,6 +532,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
             co_return;
         }
         std::vector<ghl::contact> items = std::move(page->items);
+        std::vector<std::optional<prepared_contact>> prepared = std::move(page->prepared);
         const bool more = page->more;
         const bj::array next_search_after = page->next_search_after;
         const std::optional<long long> next_start_after = page->next_start_after;
@@ -572,6 +580,7 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         struct to_apply {
             ghl::contact record;
             bool changed = false; // dateUpdated moved on a contact we had
+            std::optional<prepared_contact> prepared;
         };
         std::vector<to_apply> apply;
         std::vector<std::string> gone;
@@ -615,9 +624,9 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
                     report.error = whole.error().what();
                     co_return;
                 }
-                apply.push_back({std::move(*whole), had});
+                apply.push_back({std::move(*whole), had, std::nullopt});
             } else {
-                apply.push_back({std::move(c), false});
+                apply.push_back({std::move(c), false, std::move(prepared[i])});
             }
         }
 
@@ -669,8 +678,10 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
                 mirror m = make_mirror(db);
                 m.set_fetched_at(page_fetched_at);
                 pull_report t;
-                for (const auto& a : apply) {
-                    const contact_result r = m.apply_contact(a.record);
+                for (auto& a : apply) {
+                    const contact_result r = a.prepared
+                                                 ? m.apply_contact(a.record, std::move(*a.prepared))
+                                                 : m.apply_contact(a.record);
                     if (r.skipped) {
                         ++t.skipped;
                         continue;

@@ -140,6 +140,52 @@ TEST_F(mirror_test, raw_is_the_record_without_its_search_cursor_wherever_the_cur
     }
 }
 
+TEST_F(mirror_test, a_contact_prepared_ahead_applies_exactly_like_one_prepared_in_place) {
+    // The pull prepares search items on the network thread (prepare_contact) and applies them
+    // later: the mirror must end up the same as with apply_contact(c) alone, for a new contact,
+    // the same version again, a newer one, one with malformed fields, and a webhook stub.
+    temp_dir other;
+    auto db2 = store::open_database({other / "s.db"});
+    store::migrate(*db2);
+    auto apply_both = [&](const ghl::contact& c) {
+        const sync::prepared_contact p = sync::prepare_contact(c);
+        const auto a = with_mirror([&](sync::mirror& m) { return m.apply_contact(c, p); });
+        SQLite::Transaction tx(*db2, SQLite::TransactionBehavior::IMMEDIATE);
+        sync::mirror m2(*db2, clock_, opt_);
+        const auto b = m2.apply_contact(c);
+        tx.commit();
+        EXPECT_EQ(a.id, b.id);
+        EXPECT_EQ(a.created, b.created);
+        EXPECT_EQ(a.changed, b.changed);
+        EXPECT_EQ(a.invalid_fields, b.invalid_fields);
+        EXPECT_EQ(a.conflicts, b.conflicts);
+    };
+    apply_both(remote("g1", ada_fields));
+    apply_both(remote("g1", ada_fields));
+    clock_.advance(1min);
+    apply_both(remote("g1", R"("firstName":"Augusta","tags":["vip"],"searchAfter":[1,"g1"])"));
+    apply_both(remote("g2", R"("firstName":7,"tags":"x","customFields":[{"id":"c","value":1},3],
+                               "dnd":"no","searchAfter":[2,"g2"],"email":"e@x.io")"));
+    apply_both(contact(R"({"id":"g3"})"));
+    const sync::prepared_contact p =
+        sync::prepare_contact(remote("g4", R"("searchAfter":[4,"g4"],"lastName":"L")"));
+    EXPECT_EQ(p.raw.find("searchAfter"), std::string::npos);
+    EXPECT_EQ(p.remote_updated, format_iso8601(clock_.now()));
+    auto rows = [](SQLite::Database& db) {
+        std::string out;
+        SQLite::Statement q(db, "SELECT * FROM contacts ORDER BY id");
+        while (q.executeStep())
+            for (int i = 0; i < q.getColumnCount(); ++i)
+                out += q.getColumn(i).getString() + "|";
+        SQLite::Statement c(db, "SELECT * FROM changes ORDER BY seq");
+        while (c.executeStep())
+            for (int i = 0; i < c.getColumnCount(); ++i)
+                out += c.getColumn(i).getString() + "|";
+        return out;
+    };
+    EXPECT_EQ(rows(*db_), rows(*db2));
+}
+
 TEST_F(mirror_test, the_same_version_again_changes_nothing_and_a_new_one_is_an_update) {
     apply(remote("g1", ada_fields));
     const auto again = apply(remote("g1", ada_fields));
