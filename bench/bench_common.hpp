@@ -10,14 +10,17 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -287,6 +290,134 @@ inline boost::asio::awaitable<boost::json::value> sim_stats(speak4::ghl::http_cl
     if (!r || r->status != 200)
         throw std::runtime_error("GET /_sim/stats failed");
     co_return boost::json::parse(r->body);
+}
+
+inline int connect_loopback(unsigned short port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    timeval tv{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/// One keep-alive HTTP/1.1 connection to a loopback port (blocking; benchmarks only). exchange()
+/// sends a request and reads one response; returns its status (0: the connection failed).
+class http_connection {
+public:
+    explicit http_connection(unsigned short port)
+        : port_(port) {}
+    ~http_connection() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    http_connection(const http_connection&) = delete;
+    http_connection& operator=(const http_connection&) = delete;
+
+    int exchange(const std::string& req) {
+        if (fd_ < 0) {
+            fd_ = connect_loopback(port_);
+            buf_.clear();
+            ++connects;
+            if (fd_ < 0)
+                return 0;
+        }
+        std::size_t off = 0;
+        while (off < req.size()) {
+            const ssize_t n = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+            if (n <= 0)
+                return fail();
+            off += static_cast<std::size_t>(n);
+        }
+        std::size_t header_end;
+        while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos)
+            if (!fill())
+                return fail();
+        const int status = buf_.size() > 12 ? std::atoi(buf_.c_str() + 9) : 0;
+        std::size_t length = 0;
+        bool close = false;
+        std::string head = buf_.substr(0, header_end);
+        for (auto& ch : head)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (auto p = head.find("content-length:"); p != std::string::npos)
+            length = std::strtoul(head.c_str() + p + 15, nullptr, 10);
+        if (head.find("connection: close") != std::string::npos)
+            close = true;
+        while (buf_.size() < header_end + 4 + length)
+            if (!fill())
+                return fail();
+        last_body = buf_.substr(header_end + 4, length);
+        buf_.erase(0, header_end + 4 + length);
+        if (close) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+        return status;
+    }
+    long long connects = 0;
+    std::string last_body;
+
+private:
+    bool fill() {
+        char b[16384];
+        const ssize_t n = ::recv(fd_, b, sizeof b, 0);
+        if (n <= 0)
+            return false;
+        buf_.append(b, static_cast<std::size_t>(n));
+        return true;
+    }
+    int fail() {
+        ::close(fd_);
+        fd_ = -1;
+        return 0;
+    }
+    unsigned short port_;
+    int fd_ = -1;
+    std::string buf_;
+};
+
+inline std::string post_event(const std::string& body, const std::string& token) {
+    return "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
+           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n\r\n" + body;
+}
+
+/// The events of one contact in the mixed workload (10 events): created with tags, updated,
+/// tagged, a task created, updated and completed, a note, updated again, untagged.
+inline std::vector<std::string> contact_story(long long i) {
+    const std::string n = std::to_string(i);
+    const std::string c = R"("contact":{"speak4_id":"s4-)" + n + R"("})";
+    const std::string id = R"("event_id":"e-)" + n + "-";
+    return {
+        R"({"type":"contact.created",)" + id + R"(1","contact":{"speak4_id":"s4-)" + n +
+            R"(","firstName":"First)" + n + R"(","lastName":"Last","email":"p)" + n +
+            R"(@example.com","phone":"+1555)" + std::to_string(1000000 + i % 9000000) +
+            R"(","tags":["lead"]}})",
+        R"({"type":"contact.updated",)" + id + R"(2","contact":{"speak4_id":"s4-)" + n +
+            R"(","companyName":"Acme )" + n + R"("}})",
+        R"({"type":"contact.tagged",)" + id + R"(3",)" + c + R"(,"tags":["hot"]})",
+        R"({"type":"task.created",)" + id + R"(4",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
+            R"(","title":"Call back )" + n + R"(","dueDate":"2026-12-01T15:00:00Z"}})",
+        R"({"type":"note.created",)" + id + R"(5",)" + c + R"(,"note":{"speak4_id":"n-)" + n +
+            R"(","body":"Interested in the premium plan"}})",
+        R"({"type":"contact.updated",)" + id + R"(6","contact":{"speak4_id":"s4-)" + n +
+            R"(","lastName":"Lastname )" + n + R"("}})",
+        R"({"type":"task.updated",)" + id + R"(7",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
+            R"(","title":"Call back )" + n + R"( before noon"}})",
+        R"({"type":"contact.untagged",)" + id + R"(8",)" + c + R"(,"tags":["lead"]})",
+        R"({"type":"task.completed",)" + id + R"(9",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
+            R"(","completed":true}})",
+        R"({"type":"contact.updated",)" + id + R"(10","contact":{"speak4_id":"s4-)" + n +
+            R"(","city":"Springfield"}})",
+    };
 }
 
 } // namespace bench

@@ -20,108 +20,6 @@
 #include <thread>
 #include <unistd.h>
 
-namespace {
-
-int connect_loopback(unsigned short port) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    timeval tv{30, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/// One keep-alive connection. exchange() sends a request and reads one response; returns its
-/// status (0: the connection failed).
-class connection {
-public:
-    explicit connection(unsigned short port)
-        : port_(port) {}
-    ~connection() {
-        if (fd_ >= 0)
-            ::close(fd_);
-    }
-    connection(const connection&) = delete;
-    connection& operator=(const connection&) = delete;
-
-    int exchange(const std::string& req) {
-        if (fd_ < 0) {
-            fd_ = connect_loopback(port_);
-            buf_.clear();
-            ++connects;
-            if (fd_ < 0)
-                return 0;
-        }
-        std::size_t off = 0;
-        while (off < req.size()) {
-            const ssize_t n = ::send(fd_, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-            if (n <= 0)
-                return fail();
-            off += static_cast<std::size_t>(n);
-        }
-        std::size_t header_end;
-        while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos)
-            if (!fill())
-                return fail();
-        const int status = buf_.size() > 12 ? std::atoi(buf_.c_str() + 9) : 0;
-        std::size_t length = 0;
-        bool close = false;
-        std::string head = buf_.substr(0, header_end);
-        for (auto& ch : head)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        if (auto p = head.find("content-length:"); p != std::string::npos)
-            length = std::strtoul(head.c_str() + p + 15, nullptr, 10);
-        if (head.find("connection: close") != std::string::npos)
-            close = true;
-        while (buf_.size() < header_end + 4 + length)
-            if (!fill())
-                return fail();
-        last_body = buf_.substr(header_end + 4, length);
-        buf_.erase(0, header_end + 4 + length);
-        if (close) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-        return status;
-    }
-    long long connects = 0;
-    std::string last_body;
-
-private:
-    bool fill() {
-        char b[16384];
-        const ssize_t n = ::recv(fd_, b, sizeof b, 0);
-        if (n <= 0)
-            return false;
-        buf_.append(b, static_cast<std::size_t>(n));
-        return true;
-    }
-    int fail() {
-        ::close(fd_);
-        fd_ = -1;
-        return 0;
-    }
-    unsigned short port_;
-    int fd_ = -1;
-    std::string buf_;
-};
-
-std::string post(const std::string& body, const std::string& token) {
-    return "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + token +
-           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\n\r\n" + body;
-}
-
-} // namespace
-
 int main(int argc, char** argv) try {
     bench::args a(argc, argv);
     if (a.help) {
@@ -169,7 +67,7 @@ int main(int argc, char** argv) try {
     // Ready when /healthz answers 200.
     bool ready = false;
     for (int i = 0; i < 500 && !ready; ++i) {
-        connection c(port);
+        bench::http_connection c(port);
         ready = c.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 200;
         if (!ready)
             ::usleep(20000);
@@ -188,14 +86,14 @@ int main(int argc, char** argv) try {
     const double t0 = bench::now_seconds();
     for (long long k = 0; k < m; ++k) {
         threads.emplace_back([&, k] {
-            connection c(port);
+            bench::http_connection c(port);
             for (long long i = k; i < n; i += m) {
                 const std::string s = std::to_string(i);
                 const std::string body =
                     R"({"type":"contact.created","event_id":"bench-)" + s +
                     R"(","contact":{"speak4_id":"s4-)" + s + R"(","firstName":"P)" + s +
                     R"(","lastName":"Bench","email":"p)" + s + R"(@example.com"}})";
-                const int st = c.exchange(post(body, api_token));
+                const int st = c.exchange(bench::post_event(body, api_token));
                 if (st == 202) {
                     ++ok;
                 } else {

@@ -43,35 +43,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// The events of one contact in the mixed workload (10 events).
-std::vector<std::string> contact_story(long long i) {
-    const std::string n = std::to_string(i);
-    const std::string c = R"("contact":{"speak4_id":"s4-)" + n + R"("})";
-    const std::string id = R"("event_id":"e-)" + n + "-";
-    return {
-        R"({"type":"contact.created",)" + id + R"(1","contact":{"speak4_id":"s4-)" + n +
-            R"(","firstName":"First)" + n + R"(","lastName":"Last","email":"p)" + n +
-            R"(@example.com","phone":"+1555)" + std::to_string(1000000 + i % 9000000) +
-            R"(","tags":["lead"]}})",
-        R"({"type":"contact.updated",)" + id + R"(2","contact":{"speak4_id":"s4-)" + n +
-            R"(","companyName":"Acme )" + n + R"("}})",
-        R"({"type":"contact.tagged",)" + id + R"(3",)" + c + R"(,"tags":["hot"]})",
-        R"({"type":"task.created",)" + id + R"(4",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
-            R"(","title":"Call back )" + n + R"(","dueDate":"2026-12-01T15:00:00Z"}})",
-        R"({"type":"note.created",)" + id + R"(5",)" + c + R"(,"note":{"speak4_id":"n-)" + n +
-            R"(","body":"Interested in the premium plan"}})",
-        R"({"type":"contact.updated",)" + id + R"(6","contact":{"speak4_id":"s4-)" + n +
-            R"(","lastName":"Lastname )" + n + R"("}})",
-        R"({"type":"task.updated",)" + id + R"(7",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
-            R"(","title":"Call back )" + n + R"( before noon"}})",
-        R"({"type":"contact.untagged",)" + id + R"(8",)" + c + R"(,"tags":["lead"]})",
-        R"({"type":"task.completed",)" + id + R"(9",)" + c + R"(,"task":{"speak4_id":"t-)" + n +
-            R"(","completed":true}})",
-        R"({"type":"contact.updated",)" + id + R"(10","contact":{"speak4_id":"s4-)" + n +
-            R"(","city":"Springfield"}})",
-    };
-}
-
 struct request_log {
     std::mutex m;
     std::vector<double> started; // seconds since epoch
@@ -197,7 +168,7 @@ int main(int argc, char** argv) try {
         for (long long g = 0; g < contacts; g += group) {
             std::vector<std::vector<std::string>> stories;
             for (long long i = g; i < std::min(contacts, g + group); ++i)
-                stories.push_back(contact_story(i));
+                stories.push_back(bench::contact_story(i));
             for (std::size_t k = 0; k < stories.front().size(); ++k)
                 for (const auto& s : stories)
                     events.push_back(s[k]);
