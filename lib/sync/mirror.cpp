@@ -231,6 +231,20 @@ std::string serialize_without_cursor(const bj::object& raw) {
     if (cursor == raw.end())
         return bj::serialize(raw);
     const auto last = raw.end() - 1;
+    if (cursor == last) {
+        // The usual case (GHL sends the cursor last): the whole record's text minus its last
+        // member, which is `"searchAfter":<cursor>` and the comma before it.
+        std::string out = bj::serialize(raw);
+        const std::string member = "\"searchAfter\":" + bj::serialize(cursor->value()) + "}";
+        if (out.size() > member.size() &&
+            out.compare(out.size() - member.size(), member.size(), member) == 0) {
+            out.resize(out.size() - member.size());
+            if (out.back() == ',')
+                out.pop_back();
+            out += '}';
+            return out;
+        }
+    }
     std::string out = "{";
     bj::serializer sr;
     char buf[4096];

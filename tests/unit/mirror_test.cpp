@@ -127,6 +127,8 @@ TEST_F(mirror_test, raw_is_the_record_without_its_search_cursor_wherever_the_cur
         R"({"id":"g2","firstName":"B","searchAfter":[2,"g2"],"email":"b@x.io","dnd":true})",
         R"({"id":"g3","firstName":"C","lastName":"\u00e9\"q","searchAfter":[3,"g3"]})",
         R"({"searchAfter":[4,"g4"],"id":"g4"})",
+        R"({"id":"g6","a":"x\"searchAfter\":[6]","searchAfter":[6,"g6\"}"]})",
+        R"({"id":"g7","n":[{"searchAfter":1}],"searchAfter":{"k":"v"}})",
         R"({"id":"g5","firstName":"E","phone":"+15550000005"})",
     };
     for (const auto& item : items) {
