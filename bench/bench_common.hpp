@@ -390,6 +390,48 @@ inline std::string post_event(const std::string& body, const std::string& token)
            "\r\n\r\n" + body;
 }
 
+/// A `speak4-sync run` pointed at a simulator, as the benchmarks start it: its token files and
+/// config in `dir` (a fresh database there), `extra_toml` appended to the config.
+struct daemon_config {
+    std::filesystem::path dir;
+    std::filesystem::path db;
+    unsigned short port = 0; ///< the local API
+    std::string api_token = "bench-api-token-0123456789abcdef";
+    std::filesystem::path config() const { return dir / "speak4-sync.toml"; }
+    std::filesystem::path err_log() const { return dir / "daemon.err"; }
+};
+
+inline daemon_config write_daemon_config(const std::filesystem::path& dir,
+                                         const std::string& ghl_url,
+                                         const std::string& extra_toml) {
+    daemon_config d;
+    d.dir = dir;
+    d.db = dir / "s.db";
+    d.port = free_port();
+    std::filesystem::create_directories(dir);
+    write_file(dir / "ghl-token", "bench-ghl-token\n", 0600);
+    write_file(dir / "api-token", d.api_token + "\n", 0600);
+    std::filesystem::remove(d.db);
+    write_file(d.config(),
+               "[database]\npath = \"" + d.db.string() + "\"\n[ghl]\nbase_url = \"" + ghl_url +
+                   "\"\nlocation_id = \"simLocation000000001\"\ntoken_file = \"" +
+                   (dir / "ghl-token").string() + "\"\n[api]\nlisten = \"127.0.0.1:" +
+                   std::to_string(d.port) + "\"\ntoken_file = \"" + (dir / "api-token").string() +
+                   "\"\n" + extra_toml + "[logging]\nlevel = \"warn\"\nformat = \"json\"\n");
+    return d;
+}
+
+/// Waits until the daemon's /healthz answers 200 (throws after 10 s).
+inline void wait_ready(const daemon_config& d) {
+    for (int i = 0; i < 500; ++i) {
+        http_connection c(d.port);
+        if (c.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 200)
+            return;
+        ::usleep(20000);
+    }
+    throw std::runtime_error("the daemon did not become ready (see " + d.err_log().string() + ")");
+}
+
 /// The events of one contact in the mixed workload (10 events): created with tags, updated,
 /// tagged, a task created, updated and completed, a note, updated again, untagged.
 inline std::vector<std::string> contact_story(long long i) {

@@ -43,38 +43,14 @@ int main(int argc, char** argv) try {
     }());
 
     bench::temp_dir tmp;
-    const std::filesystem::path dir =
-        a.str("keep", "").empty() ? tmp.path() : std::filesystem::path(a.str("keep", ""));
-    std::filesystem::create_directories(dir);
-    const std::string api_token = "bench-api-token-0123456789abcdef";
-    bench::write_file(dir / "ghl-token", "bench-ghl-token\n", 0600);
-    bench::write_file(dir / "api-token", api_token + "\n", 0600);
-    const unsigned short port = bench::free_port();
-    std::filesystem::remove(dir / "s.db");
-    bench::write_file(
-        dir / "speak4-sync.toml",
-        "[database]\npath = \"" + (dir / "s.db").string() + "\"\n" + "[ghl]\nbase_url = \"" + url +
-            "\"\nlocation_id = \"simLocation000000001\"\ntoken_file = \"" +
-            (dir / "ghl-token").string() + "\"\n" + "[api]\nlisten = \"127.0.0.1:" +
-            std::to_string(port) + "\"\ntoken_file = \"" + (dir / "api-token").string() + "\"\n" +
-            (unlimited ? "[rate_limit]\nburst = 1000000\nwindow_seconds = 1\ndaily = 1000000000\n"
-                       : "") +
-            "[logging]\nlevel = \"warn\"\nformat = \"json\"\n");
-    bench::child daemon(a.str("binary", SPEAK4_BINARY),
-                        {"--config", (dir / "speak4-sync.toml").string(), "run"},
-                        (dir / "daemon.err").string());
-
-    // Ready when /healthz answers 200.
-    bool ready = false;
-    for (int i = 0; i < 500 && !ready; ++i) {
-        bench::http_connection c(port);
-        ready = c.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 200;
-        if (!ready)
-            ::usleep(20000);
-    }
-    if (!ready)
-        throw std::runtime_error("the daemon did not become ready (see " +
-                                 (dir / "daemon.err").string() + ")");
+    const bench::daemon_config cfg = bench::write_daemon_config(
+        a.str("keep", "").empty() ? tmp.path() : std::filesystem::path(a.str("keep", "")), url,
+        unlimited ? "[rate_limit]\nburst = 1000000\nwindow_seconds = 1\ndaily = 1000000000\n" : "");
+    bench::child daemon(a.str("binary", SPEAK4_BINARY), {"--config", cfg.config().string(), "run"},
+                        cfg.err_log().string());
+    bench::wait_ready(cfg);
+    const unsigned short port = cfg.port;
+    const std::string& api_token = cfg.api_token;
 
     std::atomic<long long> ok{0}, failed{0}, reconnects{0};
     std::atomic<int> first_failure_status{-1};

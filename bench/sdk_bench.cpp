@@ -177,17 +177,9 @@ std::string read_file(const std::filesystem::path& p) {
 /// One request with "Connection: close"; returns {status, body}, status 0 when it failed.
 std::pair<int, std::string> http_call(unsigned short port, const std::string& method,
                                       const std::string& target) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    timeval tv{30, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
+    const int fd = bench::connect_loopback(port);
+    if (fd < 0)
         return {0, ""};
-    }
     const std::string req = method + " " + target +
                             " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n"
                             "Connection: close\r\n\r\n";

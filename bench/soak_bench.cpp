@@ -107,37 +107,17 @@ int main(int argc, char** argv) try {
     }
 
     bench::temp_dir tmp;
-    const std::filesystem::path dir =
-        a.str("keep", "").empty() ? tmp.path() : std::filesystem::path(a.str("keep", ""));
-    std::filesystem::create_directories(dir);
-    const std::string api_token = "bench-api-token-0123456789abcdef";
-    bench::write_file(dir / "ghl-token", "bench-ghl-token\n", 0600);
-    bench::write_file(dir / "api-token", api_token + "\n", 0600);
-    const unsigned short port = bench::free_port();
-    const std::filesystem::path db_path = dir / "s.db";
-    std::filesystem::remove(db_path);
-    bench::write_file(dir / "speak4-sync.toml",
-                      "[database]\npath = \"" + db_path.string() + "\"\n[ghl]\nbase_url = \"" +
-                          url + "\"\nlocation_id = \"simLocation000000001\"\ntoken_file = \"" +
-                          (dir / "ghl-token").string() +
-                          "\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(port) +
-                          "\"\ntoken_file = \"" + (dir / "api-token").string() +
-                          "\"\n[rate_limit]\nburst = 1000000\nwindow_seconds = 1\ndaily = "
-                          "1000000000\n[sync]\npoll_interval_seconds = 10\n"
-                          "[logging]\nlevel = \"warn\"\nformat = \"json\"\n");
-    bench::child daemon(a.str("binary", SPEAK4_BINARY),
-                        {"--config", (dir / "speak4-sync.toml").string(), "run"},
-                        (dir / "daemon.err").string());
-    bench::http_connection api(port);
-    bool ready = false;
-    for (int i = 0; i < 500 && !ready; ++i) {
-        ready = api.exchange("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n") == 200;
-        if (!ready)
-            ::usleep(20000);
-    }
-    if (!ready)
-        throw std::runtime_error("the daemon did not become ready (see " +
-                                 (dir / "daemon.err").string() + ")");
+    const bench::daemon_config cfg = bench::write_daemon_config(
+        a.str("keep", "").empty() ? tmp.path() : std::filesystem::path(a.str("keep", "")), url,
+        "[rate_limit]\nburst = 1000000\nwindow_seconds = 1\ndaily = 1000000000\n"
+        "[sync]\npoll_interval_seconds = 10\n");
+    bench::child daemon(a.str("binary", SPEAK4_BINARY), {"--config", cfg.config().string(), "run"},
+                        cfg.err_log().string());
+    bench::wait_ready(cfg);
+    bench::http_connection api(cfg.port);
+    const std::filesystem::path& dir = cfg.dir;
+    const std::filesystem::path& db_path = cfg.db;
+    const std::string& api_token = cfg.api_token;
 
     SQLite::Database db(db_path.string(), SQLite::OPEN_READONLY);
     db.setBusyTimeout(5000);
