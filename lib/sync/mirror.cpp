@@ -600,10 +600,7 @@ mirror::flat mirror::merge(std::string_view entity, std::int64_t id, const flat&
 // --- contacts ----------------------------------------------------------------------------------
 
 prepared_contact prepare_contact(const ghl::contact& c) {
-    flat_record r = flatten_remote_contact(c.raw);
     prepared_contact p;
-    p.values = std::move(r.values);
-    p.invalid = std::move(r.invalid);
     p.raw = serialize_without_cursor(c.raw);
     if (c.date_updated)
         p.remote_updated = format_iso8601(*c.date_updated);
@@ -616,7 +613,7 @@ contact_result mirror::apply_contact(const ghl::contact& c) {
 
 contact_result mirror::apply_contact(const ghl::contact& c, prepared_contact prepared) {
     contact_result res;
-    flat_record remote{std::move(prepared.values), std::move(prepared.invalid)};
+    flat_record remote = flatten_remote_contact(c.raw);
     // The parsed id is authoritative (parse_contact guarantees it); the rest comes from raw.
     log_invalid("contact", c.id, remote.invalid, c.raw);
     res.invalid_fields = count_invalid(remote.invalid);
