@@ -26,6 +26,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
@@ -646,22 +647,40 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
 
 net::awaitable<bool> server::impl::write_reply(connection& c, unsigned version, const reply& r,
                                                std::optional<std::chrono::milliseconds> timeout) {
-    http::response<http::string_body> res{r.status, version};
-    res.set(http::field::server, "speak4-sync");
-    res.set(http::field::content_type, r.content_type);
-    res.set(http::field::cache_control, "no-store");
-    if (!r.allow.empty())
-        res.set(http::field::allow, r.allow);
+    // The response is formatted here and written as one buffer: Beast's serializer and its
+    // composed write operations cost about as much as the rest of a small request's handling
+    // (callgrind, intake_bench). The same header fields as a Beast response with these fields,
+    // keep_alive() and prepare_payload() would carry, in the same order.
+    std::string out;
+    out.reserve(192 + r.body.size());
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(static_cast<unsigned>(r.status));
+    out += ' ';
+    const auto reason = http::obsolete_reason(r.status);
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: speak4-sync\r\nContent-Type: ";
+    out.append(r.content_type.data(), r.content_type.size());
+    out += "\r\nCache-Control: no-store\r\n";
+    if (!r.allow.empty()) {
+        out += "Allow: ";
+        out.append(r.allow.data(), r.allow.size());
+        out += "\r\n";
+    }
     if (r.www_authenticate)
-        res.set(http::field::www_authenticate, "Bearer");
+        out += "WWW-Authenticate: Bearer\r\n";
     if (r.retry_after > 0)
-        res.set(http::field::retry_after, std::to_string(r.retry_after));
-    res.keep_alive(!r.close);
-    res.body() = r.body;
-    res.prepare_payload();
+        out += "Retry-After: " + std::to_string(r.retry_after) + "\r\n";
+    // HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 closes it unless told
+    // "keep-alive".
+    if (version == 10 && !r.close)
+        out += "Connection: keep-alive\r\n";
+    else if (version != 10 && r.close)
+        out += "Connection: close\r\n";
+    out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n\r\n";
+    out += r.body;
     error_code ec;
     c.stream.expires_after(timeout.value_or(opt_.write_timeout));
-    co_await http::async_write(c.stream, res, net::redirect_error(use_aw, ec));
+    co_await net::async_write(c.stream, net::buffer(out), net::redirect_error(use_aw, ec));
     co_return !ec;
 }
 

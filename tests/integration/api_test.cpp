@@ -21,6 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cerrno>
@@ -1041,6 +1042,100 @@ TEST_F(api_test, malformed_requests_get_json_errors_and_the_server_keeps_serving
     }
     EXPECT_EQ(must(make_request("GET", "/healthz")).status, 200);
     EXPECT_EQ(count("SELECT COUNT(*) FROM inbox"), 0);
+}
+
+namespace {
+
+/// One whole response as raw bytes (header and Content-Length body) from `c`.
+std::string read_response_bytes(http_client& c) {
+    std::string out;
+    for (int i = 0; i < 50; ++i) {
+        out += c.read_raw(2s);
+        const auto end = out.find("\r\n\r\n");
+        if (end == std::string::npos)
+            continue;
+        std::smatch m;
+        const std::string head = out.substr(0, end);
+        if (std::regex_search(head, m, std::regex("Content-Length: ([0-9]+)")) &&
+            out.size() >= end + 4 + std::stoul(m[1].str()))
+            break;
+    }
+    return out;
+}
+
+/// What Beast writes for a response with these fields (the server's former write path).
+std::string beast_bytes(unsigned version, http::status status, std::string_view content_type,
+                        const std::vector<std::pair<http::field, std::string>>& extra,
+                        bool keep_alive, const std::string& body) {
+    http::response<http::string_body> res{status, version};
+    res.set(http::field::server, "speak4-sync");
+    res.set(http::field::content_type, content_type);
+    res.set(http::field::cache_control, "no-store");
+    for (const auto& [f, v] : extra)
+        res.set(f, v);
+    res.keep_alive(keep_alive);
+    res.body() = body;
+    res.prepare_payload();
+    std::ostringstream os;
+    os << res;
+    return os.str();
+}
+
+std::string body_of(const std::string& raw) {
+    const auto end = raw.find("\r\n\r\n");
+    return end == std::string::npos ? std::string() : raw.substr(end + 4);
+}
+
+} // namespace
+
+TEST_F(api_test, responses_are_byte_for_byte_what_beast_would_write) {
+    // The server formats its responses itself (cheaper than Beast's serializer): same status
+    // line, fields, order, keep-alive handling and length as the Beast response it replaced.
+    start();
+    {
+        http_client c(port_);
+        ASSERT_TRUE(c.send(make_request("POST", "/v1/events", contact_event("s4-1"), {auth()})));
+        const std::string raw = read_response_bytes(c);
+        EXPECT_EQ(raw, beast_bytes(11, http::status::accepted, "application/json", {}, true,
+                                   body_of(raw)));
+        ASSERT_TRUE(c.send(make_request("GET", "/v1/events", "", {auth()})));
+        const std::string not_allowed = read_response_bytes(c);
+        EXPECT_EQ(not_allowed.rfind("HTTP/1.1 405 Method Not Allowed\r\n", 0), 0u) << not_allowed;
+        EXPECT_NE(not_allowed.find("\r\nAllow: "), std::string::npos) << not_allowed;
+        const auto allow_at = not_allowed.find("\r\nAllow: ") + 9;
+        const std::string allow =
+            not_allowed.substr(allow_at, not_allowed.find("\r\n", allow_at) - allow_at);
+        EXPECT_EQ(not_allowed,
+                  beast_bytes(11, http::status::method_not_allowed, "application/json",
+                              {{http::field::allow, allow}}, true, body_of(not_allowed)));
+        ASSERT_TRUE(c.send(make_request("GET", "/healthz", "", {"Connection: close"})));
+        const std::string closing = read_response_bytes(c);
+        EXPECT_EQ(closing, beast_bytes(11, http::status::ok, "application/json", {}, false,
+                                       body_of(closing)));
+        EXPECT_TRUE(c.wait_closed());
+    }
+    {
+        // Refused before its body was read: answered with "Connection: close" and closed.
+        http_client c(port_);
+        ASSERT_TRUE(c.send(make_request("POST", "/v1/events", contact_event("s4-2"))));
+        const std::string unauthorized = read_response_bytes(c);
+        EXPECT_EQ(unauthorized, beast_bytes(11, http::status::unauthorized, "application/json",
+                                            {{http::field::www_authenticate, "Bearer"}}, false,
+                                            body_of(unauthorized)));
+        EXPECT_TRUE(c.wait_closed());
+    }
+    {
+        http_client c(port_);
+        ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+        const std::string kept = read_response_bytes(c);
+        EXPECT_EQ(kept,
+                  beast_bytes(10, http::status::ok, "application/json", {}, true, body_of(kept)));
+        ASSERT_TRUE(c.send("GET /healthz HTTP/1.0\r\n\r\n"));
+        const std::string last = read_response_bytes(c);
+        EXPECT_EQ(last,
+                  beast_bytes(10, http::status::ok, "application/json", {}, false, body_of(last)));
+        EXPECT_TRUE(c.wait_closed());
+    }
 }
 
 TEST_F(api_test, keep_alive_and_pipelining) {
