@@ -153,6 +153,50 @@ dispatcher::dispatcher(asio::any_io_executor ex, store::db_worker& db, ghl_acces
     , wake_(ex)
     , drained_(ex) {}
 
+asio::awaitable<bool> dispatcher::record_together(const work_item& item, const outcome& out,
+                                                  const std::vector<audit_entry>& audit,
+                                                  double jitter) {
+    // Group commit for outcomes: the first item to finish writes, in one transaction, its own
+    // outcome and those of the items that finish while it does; the others wait for it. With
+    // synchronous = FULL each commit is an fsync, so this pays one per group instead of one per
+    // call. If the group's transaction fails, each item records itself alone (the caller).
+    pending_record mine{{&item, &out, &audit, jitter}, asio::steady_timer(ex_), false, false};
+    mine.wakeup.expires_at(asio::steady_timer::time_point::max());
+    to_record_.push_back(&mine);
+    if (recording_) {
+        boost::system::error_code ec;
+        while (!mine.settled)
+            co_await mine.wakeup.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_return mine.ok;
+    }
+    recording_ = true;
+    while (!to_record_.empty()) {
+        std::vector<pending_record*> group;
+        group.swap(to_record_);
+        std::vector<outbox_store::finished> jobs;
+        jobs.reserve(group.size());
+        for (const auto* p : group)
+            jobs.push_back(p->job);
+        bool ok = true;
+        try {
+            co_await db_.run(
+                [&](SQLite::Database& db) { box(db).finish_all(jobs, clock_.now(), opt_.retry); });
+        } catch (const std::exception& e) {
+            ok = false;
+            log::warn("recording push outcomes together failed; each records alone",
+                      {{"items", static_cast<std::int64_t>(group.size())}, {"error", e.what()}});
+        }
+        for (auto* p : group) {
+            p->ok = ok;
+            p->settled = true;
+            if (p != &mine)
+                p->wakeup.cancel();
+        }
+    }
+    recording_ = false;
+    co_return mine.ok;
+}
+
 outbox_store& dispatcher::box(SQLite::Database& db) {
     if (!box_ || &box_->db() != &db)
         box_ = std::make_unique<outbox_store>(db);
@@ -294,6 +338,9 @@ asio::awaitable<void> dispatcher::process(work_item item) {
     for (int tries = 0;; ++tries) {
         std::string failure;
         try {
+            // First with the other items finishing now (one commit for all), then alone.
+            if (tries == 0 && co_await record_together(item, out, audit, u))
+                break;
             co_await db_.run([&](SQLite::Database& db) {
                 box(db).finish(item, out, audit, clock_.now(), opt_.retry, [u] { return u; });
             });

@@ -98,6 +98,17 @@ private:
     /// The outbox side on the database thread: one instance for the worker's connection, so
     /// its statements are prepared once, not on every claim and finish.
     outbox_store& box(SQLite::Database& db);
+    /// Records an item's outcome in one transaction with the others finishing at the same time.
+    /// False: that transaction failed (nothing of the group was recorded).
+    boost::asio::awaitable<bool> record_together(const work_item& item, const outcome& out,
+                                                 const std::vector<audit_entry>& audit,
+                                                 double jitter);
+    struct pending_record {
+        outbox_store::finished job;
+        boost::asio::steady_timer wakeup;
+        bool settled = false;
+        bool ok = false;
+    };
 
     boost::asio::any_io_executor ex_;
     store::db_worker& db_;
@@ -108,7 +119,9 @@ private:
     pull_fn pull_;
     boost::asio::steady_timer wake_;
     boost::asio::steady_timer drained_;
-    std::unique_ptr<outbox_store> box_; ///< database thread only
+    std::unique_ptr<outbox_store> box_;      ///< database thread only
+    std::vector<pending_record*> to_record_; ///< outcomes waiting for a group commit
+    bool recording_ = false;                 ///< a group commit is being written
     int active_ = 0;
     bool stopping_ = false;
     bool paused_ = false;

@@ -481,8 +481,25 @@ void outbox_store::finish(const work_item& item, const outcome& out,
                           const std::vector<audit_entry>& audit, sys_time now,
                           const retry_policy& policy, const std::function<double()>& uniform01) {
     const reset_after guard{stmts_};
+    SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    record(item, out, audit, format_iso8601(now), now, policy, uniform01);
+    tx.commit();
+}
+
+void outbox_store::finish_all(const std::vector<finished>& items, sys_time now,
+                              const retry_policy& policy) {
+    const reset_after guard{stmts_};
     const std::string now_s = format_iso8601(now);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
+    for (const auto& f : items)
+        record(*f.item, *f.out, *f.audit, now_s, now, policy, [u = f.jitter] { return u; });
+    tx.commit();
+}
+
+void outbox_store::record(const work_item& item, const outcome& out,
+                          const std::vector<audit_entry>& audit, const std::string& now_s,
+                          sys_time now, const retry_policy& policy,
+                          const std::function<double()>& uniform01) {
 
     // Audit: one row per HTTP request sent, committed with the outcome it led to.
     write_audit_rows(stmts_, audit, now_s);
@@ -625,7 +642,6 @@ void outbox_store::finish(const work_item& item, const outcome& out,
             note_pushed_tags(item);
         change("pushed", "push");
     }
-    tx.commit();
 }
 
 } // namespace speak4::sync

@@ -131,6 +131,17 @@ public:
     void finish(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
                 sys_time now, const retry_policy& policy, const std::function<double()>& uniform01);
 
+    /// An item that ended, as finish_all() takes it (pointers: the caller keeps them alive).
+    struct finished {
+        const work_item* item = nullptr;
+        const outcome* out = nullptr;
+        const std::vector<audit_entry>* audit = nullptr;
+        double jitter = 0.5; ///< the backoff's uniform draw in [0, 1)
+    };
+    /// finish() for several items in one transaction (one commit, one fsync): all are recorded
+    /// or none is.
+    void finish_all(const std::vector<finished>& items, sys_time now, const retry_policy& policy);
+
     /// Gives an item's rows back (pending, uncertain, due at `retry_at`) when its outcome could
     /// not be recorded: never left in flight for the life of the process.
     void release(const work_item& item, sys_time retry_at);
@@ -148,6 +159,10 @@ public:
     long long prune(sys_time cutoff);
 
 private:
+    /// The body of finish(), inside the caller's transaction.
+    void record(const work_item& item, const outcome& out, const std::vector<audit_entry>& audit,
+                const std::string& now_s, sys_time now, const retry_policy& policy,
+                const std::function<double()>& uniform01);
     /// After a tag call succeeded: the contact's last known GHL copy (`raw`, what a pull compares
     /// against) gets the same change, so the next pull sees our own tags as known, not as a
     /// remote edit that could override changes still queued behind it.

@@ -303,6 +303,37 @@ TEST_F(outbox_test, next_due_counts_the_coalescing_window_and_the_backoff) {
     EXPECT_EQ(box_->next_due(250ms), clock_.now() + 5000ms) << "a retry waits for its backoff only";
 }
 
+// Outcomes that finish together are recorded in one transaction (one commit): each exactly as
+// finish() would record it alone, audit rows included.
+TEST_F(outbox_test, finish_all_records_several_outcomes_in_one_transaction) {
+    emit(create_ada);
+    emit(
+        R"({"type":"contact.created","contact":{"speak4_id":"s4-2","firstName":"Bob","email":"bob@example.com"}})");
+    auto items = claim();
+    ASSERT_EQ(items.size(), 2u);
+    const auto created = done("ghlContact0000000001");
+    sync::outcome failed;
+    failed.what = sync::outcome::kind::retry;
+    failed.error = "POST /contacts/: 503";
+    std::vector<sync::audit_entry> one(1), two(2);
+    for (auto* a : {&one, &two})
+        for (auto& e : *a) {
+            e.ts = format_iso8601(clock_.now());
+            e.method = "POST";
+            e.path = "/contacts/";
+        }
+    const long long audit_before = count("SELECT COUNT(*) FROM audit_log");
+    box_->finish_all({{&items[0], &created, &one, 0.5}, {&items[1], &failed, &two, 0.5}},
+                     clock_.now(), policy_);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log"), audit_before + 3);
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = " + std::to_string(items[0].first_row)),
+              "done");
+    EXPECT_EQ(text("SELECT ghl_id FROM contacts WHERE speak4_id = 's4-1'"), "ghlContact0000000001");
+    EXPECT_EQ(text("SELECT state || ' ' || attempts || ' ' || last_error FROM outbox WHERE id = " +
+                   std::to_string(items[1].first_row)),
+              "pending 1 POST /contacts/: 503");
+}
+
 TEST_F(outbox_test, a_delete_absorbs_the_updates_before_it) {
     emit(
         R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
