@@ -1040,8 +1040,18 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
             mirror m = make_mirror(db);
             m.set_fetched_at(listed_at);
+            // The contact's row now: a push may have folded a pulled copy into its own row
+            // meanwhile, and SQLite can give a deleted row's id to the next new contact, so
+            // j.contact_id may name another contact by now. The GHL id does not change.
+            const auto here = m.find_contact(j.ghl_id);
+            if (!here || here->deleted) {
+                m.write_audit(sink->entries);
+                tx.commit();
+                return;
+            }
+            const std::int64_t contact_id = here->id;
             SQLite::Statement drop(db, "DELETE FROM pull_queue WHERE contact_id = ?");
-            drop.bind(1, j.contact_id);
+            drop.bind(1, contact_id);
             if (gone) {
                 m.mark_contact_deleted(j.ghl_id);
                 drop.exec();
@@ -1049,7 +1059,7 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
                 const int attempts = j.attempts + 1;
                 if (attempts >= opt_.max_child_attempts) {
                     drop.exec();
-                    log::warn("background child pull dropped", {{"contact_id", j.contact_id},
+                    log::warn("background child pull dropped", {{"contact_id", contact_id},
                                                                 {"attempts", attempts},
                                                                 {"error", failure->what()}});
                 } else {
@@ -1065,16 +1075,16 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
                     u.bind(1, attempts);
                     u.bind(2, format_iso8601(clock_.now() + delay));
                     u.bind(3, failure->what());
-                    u.bind(4, j.contact_id);
+                    u.bind(4, contact_id);
                     u.exec();
                 }
             } else {
                 if (tasks)
-                    m.apply_tasks(j.contact_id, *tasks, listed_at);
+                    m.apply_tasks(contact_id, *tasks, listed_at);
                 if (notes)
-                    m.apply_notes(j.contact_id, *notes, listed_at);
+                    m.apply_notes(contact_id, *notes, listed_at);
                 if (appts)
-                    m.apply_appointments(j.contact_id, *appts, listed_at);
+                    m.apply_appointments(contact_id, *appts, listed_at);
                 drop.exec();
             }
             m.write_audit(sink->entries);

@@ -359,6 +359,44 @@ TEST_F(pull_test, children_reminders_and_tag_routes) {
     EXPECT_EQ(pushes(), 0);
 }
 
+// A background child fetch names its contact by row id when it is queued. While it waits for
+// GHL, that row can change hands (a push folds a pulled copy into its own row, and SQLite gives
+// a deleted row's id to the next new contact): the children must land on the contact the GHL
+// id names now, never on whoever holds the old row id.
+TEST_F(pull_test, a_child_fetch_lands_on_its_contact_even_if_the_row_changed_hands) {
+    opt_.children = fetch_children::all;
+    const auto ada = sim_->seed_contact(bj::object{{"firstName", "Ada"}});
+    sim_->seed_note(ada, bj::object{{"body", "Ada's note"}});
+    ASSERT_TRUE(run(rec().incremental_pull()).complete);
+    ASSERT_EQ(count("SELECT COUNT(*) FROM pull_queue"), 1);
+    const long long old_row = count("SELECT id FROM contacts WHERE ghl_id = '" + ada + "'");
+
+    speak4::sim::fault_config slow;
+    slow.latency_ms = 500;
+    slow.routes = {"GET /contacts/:contactId/tasks"};
+    sim_->set_faults(slow);
+    std::thread meanwhile([&] {
+        ASSERT_TRUE(speak4::testing::wait_until(
+            [&] { return sim_->get_stats().by_route["GET /contacts/:contactId/tasks"] > 0; },
+            10000));
+        db_->run_sync([&](SQLite::Database& db) {
+            db.exec("UPDATE contacts SET ghl_id = NULL, speak4_id = 's4-bob', first_name = 'Bob' "
+                    "WHERE id = " +
+                    std::to_string(old_row));
+            db.exec("INSERT INTO contacts(ghl_id, first_name, created_at, updated_at) VALUES ('" +
+                    ada + "', 'Ada', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z')");
+        });
+    });
+    EXPECT_EQ(run(rec().drain_child_queue(10)), 1);
+    meanwhile.join();
+    EXPECT_EQ(count("SELECT COUNT(*) FROM notes WHERE contact_id = " + std::to_string(old_row)), 0)
+        << "Ada's note landed on Bob";
+    EXPECT_EQ(text("SELECT n.body FROM notes n JOIN contacts c ON c.id = n.contact_id "
+                   "WHERE c.ghl_id = '" +
+                   ada + "'"),
+              "Ada's note");
+}
+
 TEST_F(pull_test, a_crash_mid_pass_resumes_without_gap_or_duplicate) {
     opt_.search_page = 100;
     opt_.children = fetch_children::on_demand;
