@@ -946,23 +946,8 @@ children_result mirror::apply_children(std::string_view entity, std::int64_t con
         }
     }
 
-    // Removed remotely: known to GHL (a ghl_id) but no longer listed. A row touched since the
-    // list was requested may have just been linked by a push; the next pull settles it.
-    auto& gone = stmts_.get(
-        "SELECT id, ghl_id FROM " + table +
-        " WHERE contact_id = ? AND deleted = 0 AND ghl_id IS NOT NULL AND updated_at < ?");
-    gone.bind(1, contact_id);
-    gone.bind(2, format_iso8601(listed_at));
-    std::vector<std::int64_t> removed;
-    while (gone.executeStep())
-        if (!seen.count(gone.getColumn(1).getString()))
-            removed.push_back(gone.getColumn(0).getInt64());
-    gone.reset();
-    for (const auto id : removed) {
-        auto& u = stmts_.get("UPDATE " + table + " SET deleted = 1, updated_at = ? WHERE id = ?");
-        u.bind(1, now_);
-        u.bind(2, id);
-        u.exec();
+    // Removed remotely.
+    for (const auto id : mark_unlisted(table, contact_id, seen, listed_at)) {
         change(spec.entity, id, "deleted");
         ++res.deleted;
     }
@@ -1052,20 +1037,7 @@ children_result mirror::apply_appointments(std::int64_t contact_id,
             ++res.reminders;
     }
 
-    auto& gone = stmts_.get("SELECT id, ghl_id FROM appointments WHERE contact_id = ? AND deleted "
-                            "= 0 AND updated_at < ?");
-    gone.bind(1, contact_id);
-    gone.bind(2, format_iso8601(listed_at));
-    std::vector<std::int64_t> removed;
-    while (gone.executeStep())
-        if (!seen.count(gone.getColumn(1).getString()))
-            removed.push_back(gone.getColumn(0).getInt64());
-    gone.reset();
-    for (const auto id : removed) {
-        auto& u = stmts_.get("UPDATE appointments SET deleted = 1, updated_at = ? WHERE id = ?");
-        u.bind(1, now_);
-        u.bind(2, id);
-        u.exec();
+    for (const auto id : mark_unlisted("appointments", contact_id, seen, listed_at)) {
         change("appointment", id, "deleted");
         ++res.deleted;
         if (sync_reminder(db_, id, std::nullopt, now_tp_) != reminder_change::none)
@@ -1075,6 +1047,30 @@ children_result mirror::apply_appointments(std::int64_t contact_id,
 }
 
 // --- bookkeeping -------------------------------------------------------------------------------
+
+std::vector<std::int64_t> mirror::mark_unlisted(const std::string& table, std::int64_t contact_id,
+                                                const std::set<std::string>& listed,
+                                                sys_time listed_at) {
+    // Known to GHL (a ghl_id) but no longer listed. A row touched since the list was requested
+    // may have just been linked by a push; the next pull settles it.
+    auto& gone = stmts_.get("SELECT id, ghl_id FROM " + table +
+                            " WHERE contact_id = ? AND deleted = 0 AND ghl_id IS NOT NULL "
+                            "AND updated_at < ?");
+    gone.bind(1, contact_id);
+    gone.bind(2, format_iso8601(listed_at));
+    std::vector<std::int64_t> removed;
+    while (gone.executeStep())
+        if (!listed.count(gone.getColumn(1).getString()))
+            removed.push_back(gone.getColumn(0).getInt64());
+    gone.reset();
+    for (const auto id : removed) {
+        auto& u = stmts_.get("UPDATE " + table + " SET deleted = 1, updated_at = ? WHERE id = ?");
+        u.bind(1, now_);
+        u.bind(2, id);
+        u.exec();
+    }
+    return removed;
+}
 
 void mirror::write_audit(const std::vector<audit_entry>& entries) {
     write_audit_rows(stmts_, entries, now_);

@@ -203,6 +203,11 @@ private:
                std::optional<sys_time> remote_updated, int& conflicts);
     static bool is_own_write(const pending_field& p, const std::string& field,
                              const boost::json::value& remote, const std::optional<flat>& previous);
+    /// Marks deleted the rows of `table` (tasks, notes, appointments) of one contact that GHL
+    /// knows (a ghl_id) but no longer lists, untouched since `listed_at`; returns their ids.
+    std::vector<std::int64_t> mark_unlisted(const std::string& table, std::int64_t contact_id,
+                                            const std::set<std::string>& listed,
+                                            sys_time listed_at);
     void drop_pending_field(std::string_view entity, const std::string& field,
                             const pending_field& p);
     void change(std::string_view entity, std::int64_t id, std::string_view kind);
