@@ -328,25 +328,32 @@ TEST_F(daemon_test, sigkill_at_random_points_loses_nothing_and_duplicates_nothin
     speak4::sim::fault_config slow;
     slow.latency_ms = 40; // so kills land while requests are in flight
     sim_->set_faults(slow);
-    const int contacts = 90;
-    const int batches = 3;
-    auto emit_batch = [&](int b) {
+    // Batches of 30 contacts (90 events): at least 3, and another whenever the daemon has
+    // caught up before 24 kills have landed, so there is always work to interrupt however fast
+    // it drains.
+    const int batch = 30;
+    const int max_batches = 12;
+    int emitted = 0;
+    auto emit_batch = [&] {
         std::string events;
-        for (int i = b * contacts / batches; i < (b + 1) * contacts / batches; ++i)
+        for (int i = emitted * batch; i < (emitted + 1) * batch; ++i)
             events += contact_event(i);
+        ++emitted;
         return cli({"emit", "-"}, events).exit_code;
     };
-    ASSERT_EQ(emit_batch(0), 0);
+    ASSERT_EQ(emit_batch(), 0);
 
     std::mt19937 rng(20261127);
     int kills = 0;
-    int emitted = 1;
-    for (int round = 0; round < 80 && (kills < 24 || emitted < batches); ++round) {
+    for (int round = 0; round < 120 && (kills < 24 || emitted < 3); ++round) {
+        if (emitted < max_batches && drained()) {
+            ASSERT_EQ(emit_batch(), 0);
+        }
         auto d = start_daemon();
         std::this_thread::sleep_for(
             std::chrono::milliseconds(std::uniform_int_distribution<int>(80, 400)(rng)));
-        if (emitted < batches && round % 6 == 5) {
-            ASSERT_EQ(emit_batch(emitted++), 0); // more events arrive while the daemon runs
+        if (emitted < max_batches && round % 6 == 5) {
+            ASSERT_EQ(emit_batch(), 0); // more events arrive while the daemon runs
         }
         if (d->running() && !drained()) {
             d->signal(SIGKILL);
@@ -356,6 +363,7 @@ TEST_F(daemon_test, sigkill_at_random_points_loses_nothing_and_duplicates_nothin
         d->wait(10000);
     }
     EXPECT_GE(kills, 20) << "kills that landed while work was pending";
+    const int contacts = emitted * batch;
 
     const auto ready_before = count_ready();
     auto d = start_daemon();
@@ -634,11 +642,15 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
         target_events = std::max<std::size_t>(100, std::strtoul(e, nullptr, 10));
     std::vector<chaos_contact> people;
     std::size_t total_events = 0;
-    for (int i = 0; total_events < target_events; ++i) {
-        chaos_contact c{i, i % 25 == 13, i % 12 == 11 && i % 25 != 13};
-        total_events += c.event_count();
-        people.push_back(c);
-    }
+    auto add_people = [&](std::size_t events) {
+        for (std::size_t until = total_events + events; total_events < until;) {
+            const int i = static_cast<int>(people.size());
+            chaos_contact c{i, i % 25 == 13, i % 12 == 11 && i % 25 != 13};
+            total_events += c.event_count();
+            people.push_back(c);
+        }
+    };
+    add_people(target_events);
     const int batches = static_cast<int>(std::clamp<std::size_t>(total_events / 400, 4, 12));
 
     write_config("[rate_limit]\nburst = 100000\nwindow_seconds = 1\n");
@@ -667,7 +679,20 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     int kills = 0;
     int emitted = 1;
     int rounds = 0;
+    std::size_t extra_batches = 0;
     for (; rounds < 120 && (kills < 20 || emitted < batches); ++rounds) {
+        if (emitted == batches && kills < 20 && drained() && extra_batches < 10) {
+            // Caught up before 20 kills landed: more work to interrupt (the assertions below
+            // cover every contact, however many there are).
+            const std::size_t from = people.size();
+            add_people(100);
+            std::string events;
+            for (std::size_t k = from; k < people.size(); ++k)
+                events += people[k].events();
+            const auto r = cli({"emit", "-"}, events);
+            ASSERT_EQ(r.exit_code, 0) << r.err;
+            ++extra_batches;
+        }
         auto d = start_daemon();
         std::this_thread::sleep_for(
             std::chrono::milliseconds(std::uniform_int_distribution<int>(100, 400)(rng)));
