@@ -400,7 +400,7 @@ TEST_F(daemon_test, sigkill_during_the_initial_import_resumes_without_gap_or_dup
     const int total = 5000;
     sim_->seed_contacts(total);
     speak4::sim::fault_config slow;
-    slow.latency_ms = 40;
+    slow.latency_ms = 150; // 10 pages of 500: the import outlasts the kills, pages ahead or not
     slow.routes = {"POST /contacts/search"};
     sim_->set_faults(slow);
     write_config("[rate_limit]\nburst = 100000\nwindow_seconds = 1\n",
