@@ -64,22 +64,20 @@ private:
     std::map<std::string, std::string> values_;
 };
 
+/// A clock_gettime() clock, in seconds.
+inline double clock_seconds(clockid_t clock) {
+    timespec ts{};
+    ::clock_gettime(clock, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
 inline double thread_cpu_seconds() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    return clock_seconds(CLOCK_THREAD_CPUTIME_ID);
 }
-
 inline double process_cpu_seconds() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    return clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
 }
-
 inline double now_seconds() {
-    timespec ts{};
-    ::clock_gettime(CLOCK_MONOTONIC, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    return clock_seconds(CLOCK_MONOTONIC);
 }
 
 /// Peak resident set of this process, KiB.
