@@ -1095,10 +1095,6 @@ void server::impl::db_failed(const std::string& what) {
 // --- GET /healthz, GET /metrics --------------------------------------------------------------
 
 reply server::impl::healthz() {
-    const auto unhealthy = [](const std::string& reason) {
-        return json_reply(http::status::service_unavailable,
-                          bj::object{{"status", "unhealthy"}, {"reason", reason}});
-    };
     if (stopping_) {
         reply r;
         r.status = http::status::service_unavailable;
@@ -1109,19 +1105,25 @@ reply server::impl::healthz() {
                                             {"message", "the server is shutting down"}}}});
         return r;
     }
-    if (db_error_)
-        return unhealthy("database error: " + *db_error_);
+    health h;
     if (opt_.health_check) {
-        health h;
         try {
             h = opt_.health_check();
         } catch (const std::exception& e) {
-            h = {false, std::string("health check failed: ") + e.what()};
+            h = {false, std::string("health check failed: ") + e.what(), {}};
         }
-        if (!h.ok)
-            return unhealthy(h.reason.empty() ? "unhealthy" : h.reason);
     }
-    return json_reply(http::status::ok, bj::object{{"status", "ok"}});
+    if (db_error_ && h.ok) {
+        h.ok = false;
+        h.reason = "database error: " + *db_error_;
+    }
+    bj::object body = std::move(h.detail);
+    body["status"] = h.ok ? "ok" : "unhealthy";
+    if (h.ok)
+        body.erase("reason");
+    else
+        body["reason"] = h.reason.empty() ? std::string("unhealthy") : h.reason;
+    return json_reply(h.ok ? http::status::ok : http::status::service_unavailable, body);
 }
 
 net::awaitable<reply> server::impl::get_metrics() {

@@ -19,6 +19,7 @@
 #include "sync/event.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/json/object.hpp>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -35,6 +36,8 @@ namespace speak4::api {
 struct health {
     bool ok = true;
     std::string reason; // why not ok ("needs_reauth: invalid_grant", ...)
+    /// More to say (health::to_json: loops, breaker, database, auth), merged into the body.
+    boost::json::object detail;
 };
 
 /// Settings of the server. from_config() fills them from the daemon's configuration; tests set

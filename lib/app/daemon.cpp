@@ -2,6 +2,7 @@
 
 #include "api/server.hpp"
 #include "core/error.hpp"
+#include "core/health.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "ghl/client.hpp"
@@ -64,6 +65,7 @@ struct daemon::context {
     asio::steady_timer grace_timer;
     metrics::registry registry;
     metrics::daemon_metrics metrics;
+    health::monitor monitor;
 
     std::unique_ptr<store::db_worker> db;
     std::shared_ptr<ghl::http_client> http;
@@ -146,12 +148,20 @@ void daemon::context::start() {
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
     sopt.health_check = [this]() -> api::health {
-        if (stopping)
-            return {false, "stopping"};
         const auto st = tokens->status();
-        if (st.needs_reauth)
-            return {false, "needs_reauth: " + st.reason};
-        return {};
+        health::part auth;
+        auth.state = st.needs_reauth ? "needs_reauth" : "ok";
+        auth.healthy = !st.needs_reauth;
+        auth.reason = st.reason;
+        auth.detail["mode"] = to_string(st.mode);
+        monitor.set_part("auth", std::move(auth));
+        const health::report r = monitor.evaluate();
+        api::health h{r.ok, r.reason, health::to_json(r)};
+        if (stopping) {
+            h.ok = false;
+            h.reason = "stopping";
+        }
+        return h;
     };
     server = std::make_unique<api::server>(io.get_executor(), std::move(sopt), *db, metrics);
     server->start();
@@ -160,28 +170,27 @@ void daemon::context::start() {
     dispatcher_done = false;
     reconciler_done = false;
     server_done = false;
-    asio::co_spawn(io, dispatcher->run(), [this](std::exception_ptr e) {
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error("dispatcher stopped on an error", {{"error", ex.what()}});
+    // A loop whose coroutine ends on its own is reported down (health), not left looking alive.
+    const auto loop_done = [this](const char* name, bool& done) {
+        return [this, name, &done](std::exception_ptr e) {
+            std::string why;
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    why = ex.what();
+                }
+                log::error(std::string(name) + " stopped on an error", {{"error", why}});
             }
-        }
-        dispatcher_done = true;
-        maybe_finish();
-    });
-    asio::co_spawn(io, reconciler->run(), [this](std::exception_ptr e) {
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& ex) {
-                log::error("reconciler stopped on an error", {{"error", ex.what()}});
-            }
-        }
-        reconciler_done = true;
-        maybe_finish();
-    });
+            monitor.loop_ended(name, why.empty() && !stopping ? "ended" : why, stopping && !e);
+            done = true;
+            maybe_finish();
+        };
+    };
+    monitor.loop_started("dispatcher", std::chrono::milliseconds(0));
+    monitor.loop_started("reconciler", std::chrono::milliseconds(0));
+    asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
+    asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
     asio::co_spawn(io, watch_signals(), asio::detached);
     asio::co_spawn(io, report_status(), asio::detached);
     std::uint64_t usec = 0;
