@@ -1,5 +1,7 @@
 #include "api/request_util.hpp"
 
+#include "api/message.hpp"
+
 #include <array>
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -168,6 +170,31 @@ std::string_view route_label(std::string_view path) {
         if (path == r)
             return r;
     return "other";
+}
+
+reply json_reply(status s, const boost::json::value& v) {
+    reply r;
+    r.status = s;
+    r.body = boost::json::serialize(v);
+    return r;
+}
+
+reply error_reply(status s, std::string_view code, std::string_view message,
+                  std::string_view field) {
+    reply r;
+    r.status = s;
+    r.body = error_body(code, message, field);
+    return r;
+}
+
+std::string clip(std::string_view s, std::size_t n) {
+    std::string out(s.substr(0, n));
+    for (char& c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            c = '?';
+    if (s.size() > n)
+        out += "...";
+    return out;
 }
 
 } // namespace speak4::api

@@ -3,20 +3,16 @@
 // read, and a two-stage shutdown (stop accepting and let requests in flight finish, then close).
 //
 // All state of the server lives on one strand; SQLite work goes through the db_worker, whose
-// jobs run on the database thread while the coroutine waiting for them is suspended.
+// jobs run on the database thread while the coroutine waiting for them is suspended. This file is
+// the transport (connections, parsing, limits, writing, shutdown) and the one translation unit of
+// the server that includes Beast; the routes and their handlers are in routes.hpp.
 
 #include "api/server.hpp"
 
 #include "api/request_util.hpp"
-#include "core/error.hpp"
-#include "core/json.hpp"
+#include "api/routes.hpp"
 #include "core/log.hpp"
-#include "store/db_worker.hpp"
-#include "store/statement_cache.hpp"
-#include "sync/intake.hpp"
-#include "sync/webhook.hpp"
 
-#include <SQLiteCpp/Statement.h>
 #include <array>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -36,16 +32,8 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/json/array.hpp>
-#include <boost/json/object.hpp>
-#include <boost/json/serialize.hpp>
 #include <cmath>
-#include <deque>
-#include <fstream>
-#include <limits>
-#include <list>
 #include <map>
-#include <sqlite3.h>
 
 namespace speak4::api {
 namespace {
@@ -57,7 +45,6 @@ namespace bj = boost::json;
 using tcp = net::ip::tcp;
 using boost::system::error_code;
 using steady = std::chrono::steady_clock;
-using request = http::request<http::string_body>;
 
 constexpr auto use_aw = net::use_awaitable;
 
@@ -69,65 +56,8 @@ constexpr std::size_t max_rejecting = 64;
 // What a closing connection still reads and discards (see linger_close).
 constexpr std::size_t linger_bytes = std::size_t{1024} * 1024;
 constexpr std::chrono::seconds linger_time{1};
-constexpr long long max_changes_limit = 1000;
-constexpr long long default_changes_limit = 100;
 
-/// A response before it becomes a Beast message.
-struct reply {
-    http::status status = http::status::ok;
-    std::string body;
-    std::string_view content_type = "application/json";
-    bool close = false;
-    std::string_view allow;        // 405: the methods the route takes
-    bool www_authenticate = false; // 401 on /v1/*
-    int retry_after = 0;           // seconds; 0 = no header
-};
-
-reply json_reply(http::status s, const bj::value& v) {
-    reply r;
-    r.status = s;
-    r.body = bj::serialize(v);
-    return r;
-}
-
-reply error_reply(http::status s, std::string_view code, std::string_view message,
-                  std::string_view field = {}) {
-    reply r;
-    r.status = s;
-    r.body = error_body(code, message, field);
-    return r;
-}
-
-enum class route { none, events, changes, healthz, metrics, webhook };
-
-route route_of(std::string_view path) {
-    if (path == "/v1/events")
-        return route::events;
-    if (path == "/v1/changes")
-        return route::changes;
-    if (path == "/healthz")
-        return route::healthz;
-    if (path == "/metrics")
-        return route::metrics;
-    if (path == "/webhooks/ghl")
-        return route::webhook;
-    return route::none;
-}
-
-bool takes_body(route r) {
-    return r == route::events || r == route::webhook;
-}
-
-/// A shortened copy for messages and logs (the rest of a 16 KiB target adds nothing).
-std::string clip(std::string_view s, std::size_t n = 200) {
-    std::string out(s.substr(0, n));
-    for (char& c : out)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
-            c = '?';
-    if (s.size() > n)
-        out += "...";
-    return out;
-}
+using beast_request = http::request<http::string_body>;
 
 /// A failure of the transport rather than of the request: nothing to answer, just close.
 bool is_transport_error(const error_code& ec) {
@@ -138,98 +68,34 @@ bool is_transport_error(const error_code& ec) {
            ec == http::error::partial_message;
 }
 
-std::string read_key_file(const std::filesystem::path& path, const std::string& key) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw config_error(key, 0, key + ": cannot read " + path.string());
-    std::string text;
-    text.resize(std::size_t{64} * 1024 + 1);
-    in.read(text.data(), static_cast<std::streamsize>(text.size()));
-    text.resize(static_cast<std::size_t>(in.gcount()));
-    if (text.size() > std::size_t{64} * 1024)
-        throw config_error(key, 0, key + ": " + path.string() + " is larger than 64 KiB");
-    return text;
-}
+/// The handlers' view of a Beast request's header fields.
+class beast_headers final : public header_lookup {
+public:
+    explicit beast_headers(const beast_request& req)
+        : req_(req) {}
+    std::optional<std::string_view> get(std::string_view name) const override {
+        const auto it = req_.find(name);
+        if (it == req_.end())
+            return std::nullopt;
+        return std::string_view(it->value());
+    }
 
-public_key load_key(const std::filesystem::path& path, const std::string& key,
-                    public_key::kind want) {
-    auto k = public_key::from_pem(read_key_file(path, key));
-    if (!k)
-        throw config_error(key, 0, key + ": " + path.string() + ": " + k.error());
-    if (k->type() != want)
-        throw config_error(key, 0,
-                           key + ": " + path.string() + " is not an " +
-                               (want == public_key::kind::ed25519 ? "Ed25519" : "RSA") +
-                               " public key");
-    return *k;
-}
-
-struct change_row {
-    long long seq = 0;
-    std::string entity;
-    long long entity_id = 0;
-    std::string kind;
-    std::string source;
-    std::string ts;
-    std::optional<std::string> speak4_id;
-    std::optional<std::string> ghl_id;
+private:
+    const beast_request& req_;
 };
 
-struct changes_page {
-    std::vector<change_row> rows;
-    bool more = false;
-};
-
-struct scrape_values {
-    std::map<std::string, long long> outbox;
-    long long last_seq = 0;
-};
-
-/// Resets every statement of the connection that is still stepping. A SELECT that returned a
-/// row and was not reset keeps its read transaction open after the job's COMMIT, pinning an old
-/// snapshot: later reads on this connection would miss other connections' writes, and the next
-/// BEGIN IMMEDIATE would fail with SQLITE_BUSY. Jobs run one at a time on the database thread,
-/// so after a job no statement is legitimately in use.
-void reset_busy_statements(SQLite::Database& db) noexcept {
-    sqlite3* h = db.getHandle();
-    for (sqlite3_stmt* s = sqlite3_next_stmt(h, nullptr); s; s = sqlite3_next_stmt(h, s))
-        if (sqlite3_stmt_busy(s))
-            sqlite3_reset(s);
-}
-
-bj::value opt_json(const std::optional<std::string>& s) {
-    return s ? bj::value(*s) : bj::value(nullptr);
+api::method method_of(http::verb v) {
+    switch (v) {
+    case http::verb::get:
+        return api::method::get;
+    case http::verb::post:
+        return api::method::post;
+    default:
+        return api::method::other;
+    }
 }
 
 } // namespace
-
-// --- options ---------------------------------------------------------------------------------
-
-server_options server_options::from_config(const config& cfg, const secrets& sec) {
-    server_options o;
-    if (!split_listen(cfg.api.listen))
-        throw config_error("api.listen", 0,
-                           "api.listen: '" + cfg.api.listen + "' is not host:port or [ipv6]:port");
-    o.listen = cfg.api.listen;
-    o.api_token = sec.api_token;
-    o.field_map = cfg.rules.field_map;
-    o.webhooks_enabled = cfg.webhooks.enabled;
-    o.webhook_max_age = std::chrono::seconds(cfg.webhooks.max_age_seconds);
-    if (cfg.webhooks.enabled) {
-        if (cfg.webhooks.public_key_file.empty() && cfg.webhooks.rsa_public_key_file.empty())
-            throw config_error("webhooks.enabled", 0,
-                               "webhooks.enabled: webhooks need webhooks.public_key_file (Ed25519) "
-                               "or webhooks.rsa_public_key_file (RSA) to verify signatures");
-        if (!cfg.webhooks.public_key_file.empty())
-            o.signature_keys.ed25519 =
-                load_key(cfg.webhooks.public_key_file, "webhooks.public_key_file",
-                         public_key::kind::ed25519);
-        if (!cfg.webhooks.rsa_public_key_file.empty())
-            o.signature_keys.rsa = load_key(cfg.webhooks.rsa_public_key_file,
-                                            "webhooks.rsa_public_key_file", public_key::kind::rsa);
-    }
-    return o;
-}
 
 // --- the server ------------------------------------------------------------------------------
 
@@ -239,18 +105,16 @@ public:
          metrics::daemon_metrics& m, const clock& clk)
         : strand_(net::make_strand(ex))
         , opt_(std::move(opt))
-        , db_(db)
         , m_(m)
-        , clock_(clk)
         , acceptor_(strand_)
         , state_changed_(strand_)
-        , batcher_wake_(strand_) {}
+        , routes_(strand_, opt_, db, m, clk) {}
 
     void start();
     void stop(std::chrono::milliseconds grace, std::function<void()> on_stopped);
     const net::any_io_executor& strand() const { return strand_; }
     void notify_changes() {
-        net::post(strand_, [self = shared_from_this()] { self->changes_committed(); });
+        net::post(strand_, [self = shared_from_this()] { self->routes_.changes_committed(); });
     }
 
     std::atomic<unsigned short> port_{0};
@@ -320,15 +184,6 @@ private:
         std::shared_ptr<connection> conn_;
     };
 
-    /// An event waiting for its group commit.
-    struct pending_event {
-        explicit pending_event(const net::any_io_executor& ex)
-            : done(ex) {}
-        sync::raw_event ev;
-        std::optional<sync::intake_outcome> outcome;
-        net::steady_timer done; // cancelled when outcome is set
-    };
-
     void spawn(net::awaitable<void> aw, const char* what);
     net::awaitable<void> accept_loop(task_guard g);
     net::awaitable<void> session(task_guard g);
@@ -338,52 +193,16 @@ private:
                                      std::optional<std::chrono::milliseconds> timeout = {});
     net::awaitable<void> linger_close(connection& c);
     void set_busy(connection& c, bool busy);
-    void finish_log(const request* req, std::string_view path, const reply& r,
+    void finish_log(const beast_request* req, std::string_view path, const reply& r,
                     steady::time_point t0);
 
-    std::optional<reply> precheck(route rt, const request& req);
-    net::awaitable<reply> dispatch(route rt, request& req);
-    net::awaitable<reply> post_event(request& req);
-    net::awaitable<reply> get_changes(const request& req);
-    net::awaitable<reply> get_metrics();
-    net::awaitable<reply> post_webhook(const request& req);
-    reply healthz();
-
-    net::awaitable<void> submit(std::shared_ptr<pending_event> item);
     net::awaitable<void> batcher(task_guard g);
-    net::awaitable<boost::system::result<changes_page, std::string>> query_changes(long long since,
-                                                                                   long long limit);
-    void changes_committed();
-    void db_failed(const std::string& what);
-
-    /// A database job reading through our statement cache (created on first use). After a
-    /// failure the cache is dropped: a statement whose step failed reports that error again on
-    /// its next reset, which would fail the next job too.
-    template <class F>
-    auto read_job(F f) {
-        return [this, f = std::move(f)](SQLite::Database& db) {
-            if (!dbs_.stmts)
-                dbs_.stmts = std::make_unique<store::statement_cache>(db);
-            try {
-                auto out = f(*dbs_.stmts);
-                reset_busy_statements(db);
-                return out;
-            } catch (...) {
-                dbs_.stmts.reset();
-                reset_busy_statements(db);
-                throw;
-            }
-        };
-    }
-    void db_ok() { db_error_.reset(); }
 
     net::awaitable<void> shutdown(std::shared_ptr<impl> self, std::chrono::milliseconds grace);
 
     net::any_io_executor strand_;
     server_options opt_;
-    store::db_worker& db_;
     metrics::daemon_metrics& m_;
-    const clock& clock_;
     tcp::acceptor acceptor_;
 
     // Everything below is touched only on strand_ ...
@@ -398,20 +217,7 @@ private:
     net::steady_timer state_changed_; // the shutdown sequence waits on it; cancelled on changes
     std::vector<std::function<void()>> on_stopped_;
 
-    std::deque<std::shared_ptr<pending_event>> queue_;
-    net::steady_timer batcher_wake_;
-    bool batcher_running_ = false;
-
-    std::uint64_t change_generation_ = 0;
-    std::list<net::steady_timer*> change_waiters_;
-    std::optional<std::string> db_error_;
-
-    // ... except these, which only database jobs touch (on the database thread, one at a time).
-    struct db_side {
-        std::unique_ptr<sync::intake> intake;
-        std::unique_ptr<store::statement_cache> stmts;
-        std::unique_ptr<sync::webhook_store> webhooks;
-    } dbs_;
+    routes routes_; // the handlers and their state (also on strand_)
 };
 
 void server::impl::spawn(net::awaitable<void> aw, const char* what) {
@@ -471,10 +277,14 @@ void server::impl::start() {
     net::post(strand_, [self = shared_from_this()] {
         if (self->stopping_)
             return;
-        self->batcher_running_ = true;
         self->spawn(self->batcher(task_guard(self)), "batcher");
         self->spawn(self->accept_loop(task_guard(self)), "accept");
     });
+}
+
+net::awaitable<void> server::impl::batcher(task_guard g) {
+    co_await routes_.run_batcher();
+    (void)g;
 }
 
 // --- connections -----------------------------------------------------------------------------
@@ -514,7 +324,7 @@ net::awaitable<void> server::impl::accept_loop(task_guard g) {
 net::awaitable<void> server::impl::reject(task_guard g) {
     ++rejecting_;
     connection& c = g.conn();
-    reply r = error_reply(http::status::service_unavailable, "too_many_connections",
+    reply r = error_reply(status::service_unavailable, "too_many_connections",
                           "the server already has " + std::to_string(opt_.max_connections) +
                               " connections open; retry later");
     r.close = true;
@@ -564,11 +374,11 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
             // way to send a 408), closed by the peer, reset, or closed by our shutdown.
             co_return false;
         } else if (ec == http::error::header_limit) {
-            r = error_reply(http::status::request_header_fields_too_large, "headers_too_large",
+            r = error_reply(status::request_header_fields_too_large, "headers_too_large",
                             "the request header is larger than " +
                                 std::to_string(opt_.header_limit) + " bytes");
         } else {
-            r = error_reply(http::status::bad_request, "bad_request",
+            r = error_reply(status::bad_request, "bad_request",
                             "malformed HTTP request: " + ec.message());
         }
         // The stream is not at a message boundary any more: answer and close.
@@ -582,18 +392,24 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
     }
 
     set_busy(c, true);
-    request& req = parser.get();
-    const std::string_view path = target_path(req.target());
+    beast_request& req = parser.get();
+    const beast_headers headers(req);
+    request view;
+    view.method = method_of(req.method());
+    view.method_name = std::string_view(req.method_string());
+    view.target = std::string_view(req.target());
+    view.headers = &headers;
+    const std::string_view path = target_path(view.target);
     const route rt = route_of(path);
     const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
 
-    std::optional<reply> early = precheck(rt, req);
+    std::optional<reply> early = routes_.precheck(rt, view);
     bool body_unread = has_body;
     if (!early && has_body) {
         const std::size_t limit = takes_body(rt) ? opt_.body_limit : small_body_limit;
         if (parser.content_length() && *parser.content_length() > limit) {
             early =
-                error_reply(http::status::payload_too_large, "body_too_large",
+                error_reply(status::payload_too_large, "body_too_large",
                             "the request body is larger than " + std::to_string(limit) + " bytes");
         } else {
             parser.body_limit(limit);
@@ -609,7 +425,7 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
             c.stream.expires_after(opt_.read_timeout);
             co_await http::async_read(c.stream, buffer, parser, net::redirect_error(use_aw, ec));
             if (ec == http::error::body_limit) {
-                early = error_reply(http::status::payload_too_large, "body_too_large",
+                early = error_reply(status::payload_too_large, "body_too_large",
                                     "the request body is larger than " + std::to_string(limit) +
                                         " bytes");
             } else if (ec == beast::error::timeout || (ec && is_transport_error(ec))) {
@@ -617,7 +433,7 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
                 set_busy(c, false);
                 co_return false;
             } else if (ec) {
-                early = error_reply(http::status::bad_request, "bad_request",
+                early = error_reply(status::bad_request, "bad_request",
                                     "malformed HTTP request body: " + ec.message());
             } else {
                 body_unread = false;
@@ -626,10 +442,13 @@ net::awaitable<bool> server::impl::serve_one(connection& c, beast::flat_buffer& 
     }
 
     reply r;
-    if (early)
+    if (early) {
         r = std::move(*early);
-    else
-        r = co_await dispatch(rt, req);
+    } else {
+        if (takes_body(rt))
+            view.body = std::move(req.body());
+        r = co_await routes_.dispatch(rt, view);
+    }
     // Unread body bytes would be taken for the next request: close instead.
     if ((early && body_unread) || !req.keep_alive() || stopping_)
         r.close = true;
@@ -656,7 +475,7 @@ net::awaitable<bool> server::impl::write_reply(connection& c, unsigned version, 
     out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     out += std::to_string(static_cast<unsigned>(r.status));
     out += ' ';
-    const auto reason = http::obsolete_reason(r.status);
+    const auto reason = http::obsolete_reason(static_cast<http::status>(r.status));
     out.append(reason.data(), reason.size());
     out += "\r\nServer: speak4-sync\r\nContent-Type: ";
     out.append(r.content_type.data(), r.content_type.size());
@@ -700,542 +519,18 @@ net::awaitable<void> server::impl::linger_close(connection& c) {
     c.stream.close();
 }
 
-void server::impl::finish_log(const request* req, std::string_view path, const reply& r,
+void server::impl::finish_log(const beast_request* req, std::string_view path, const reply& r,
                               steady::time_point t0) {
-    const int status = static_cast<int>(r.status);
-    m_.http_requests_total.with({route_label(path), std::to_string(status)}).inc();
+    const int code = static_cast<int>(r.status);
+    m_.http_requests_total.with({route_label(path), std::to_string(code)}).inc();
     if (!log::enabled(log::level::debug))
         return;
     const auto ms = std::chrono::duration<double, std::milli>(steady::now() - t0).count();
     // Never the query, headers or body: the path and the outcome only.
     log::debug("http", {{"method", req ? clip(req->method_string(), 16) : std::string("-")},
                         {"path", req ? clip(path) : std::string("-")},
-                        {"status", status},
+                        {"status", code},
                         {"ms", std::round(ms * 10) / 10}});
-}
-
-// --- routing ---------------------------------------------------------------------------------
-
-std::optional<reply> server::impl::precheck(route rt, const request& req) {
-    if (stopping_ && rt != route::healthz) {
-        if (rt == route::webhook) {
-            // GHL retries a webhook only after a 429 (ghl-api.md §11); any other status loses it.
-            reply r = error_reply(http::status::too_many_requests, "shutting_down",
-                                  "the server is shutting down; retry later");
-            r.retry_after = 60;
-            return r;
-        }
-        return error_reply(http::status::service_unavailable, "shutting_down",
-                           "the server is shutting down");
-    }
-    if (rt == route::none)
-        return error_reply(http::status::not_found, "not_found",
-                           "no such endpoint: " + clip(target_path(req.target())) +
-                               " (try /v1/events, /v1/changes, /healthz, /metrics)");
-    if (rt == route::webhook && !opt_.webhooks_enabled)
-        return error_reply(http::status::not_found, "not_found",
-                           "webhooks are disabled (webhooks.enabled = false)");
-
-    if (rt == route::events || rt == route::changes) {
-        reply r;
-        if (opt_.api_token.empty()) {
-            r = error_reply(http::status::unauthorized, "unauthorized",
-                            "api.token_file is not set: the local API refuses /v1/* requests "
-                            "until a token is configured");
-        } else {
-            const auto it = req.find(http::field::authorization);
-            const auto token =
-                it == req.end() ? std::nullopt : bearer_token(std::string_view(it->value()));
-            if (!token) {
-                r = error_reply(http::status::unauthorized, "unauthorized",
-                                "missing 'Authorization: Bearer <token>' header");
-            } else if (!constant_time_equal(*token, opt_.api_token.reveal())) {
-                r = error_reply(http::status::unauthorized, "unauthorized", "wrong bearer token");
-            } else {
-                r.status = http::status::ok;
-            }
-        }
-        if (r.status == http::status::unauthorized) {
-            r.www_authenticate = true;
-            return r;
-        }
-    }
-
-    const auto method = req.method();
-    const bool post_route = takes_body(rt);
-    if (post_route ? method != http::verb::post : method != http::verb::get) {
-        reply r = error_reply(http::status::method_not_allowed, "method_not_allowed",
-                              "method " + clip(req.method_string(), 16) + " is not allowed on " +
-                                  clip(target_path(req.target())) + " (use " +
-                                  (post_route ? "POST" : "GET") + ")");
-        r.allow = post_route ? "POST" : "GET";
-        return r;
-    }
-    if (rt == route::changes || rt == route::healthz || rt == route::metrics) {
-        return std::nullopt;
-    }
-    if (req.target() != target_path(req.target()) && rt == route::events)
-        return error_reply(http::status::bad_request, "bad_query",
-                           "/v1/events takes no query parameters");
-    return std::nullopt;
-}
-
-net::awaitable<reply> server::impl::dispatch(route rt, request& req) {
-    switch (rt) {
-    case route::events:
-        co_return co_await post_event(req);
-    case route::changes:
-        co_return co_await get_changes(req);
-    case route::healthz:
-        co_return healthz();
-    case route::metrics:
-        co_return co_await get_metrics();
-    case route::webhook:
-        co_return co_await post_webhook(req);
-    case route::none:
-        break;
-    }
-    co_return error_reply(http::status::not_found, "not_found", "no such endpoint");
-}
-
-// --- POST /v1/events -------------------------------------------------------------------------
-
-net::awaitable<reply> server::impl::post_event(request& req) {
-    auto ev = sync::parse_event(req.body(), opt_.field_map);
-    if (!ev) {
-        m_.events_total.with({"invalid"}).inc();
-        // The one trace a rejected event leaves (DESIGN §3): never its body.
-        log::error("event rejected", {{"field", ev.error().field}, {"error", ev.error().message}});
-        co_return error_reply(http::status::bad_request, "invalid_event", ev.error().message,
-                              ev.error().field);
-    }
-    const std::optional<std::string> event_id = ev->event_id;
-    const std::string type(sync::to_string(ev->type));
-    auto item = std::make_shared<pending_event>(strand_);
-    item->ev.ev = std::move(*ev);
-    item->ev.body = std::move(req.body());
-    co_await submit(item);
-    sync::intake_outcome out = std::move(*item->outcome);
-    if (!out) {
-        const auto& err = out.error();
-        bj::object f{{"type", type}, {"field", err.field}, {"error", err.message}};
-        if (event_id)
-            f["event_id"] = *event_id;
-        if (err.what == sync::intake_error::kind::io) {
-            m_.events_total.with({"error"}).inc();
-            log::error("event not stored: database error", f);
-            reply r = error_reply(http::status::service_unavailable, "database_error",
-                                  "the event was not stored: " + err.message);
-            r.retry_after = 1;
-            co_return r;
-        }
-        m_.events_total.with({"invalid"}).inc();
-        log::error("event rejected", f);
-        co_return error_reply(http::status::bad_request, "invalid_event", err.message, err.field);
-    }
-    if (out->duplicate) {
-        m_.events_total.with({"duplicate"}).inc();
-        co_return json_reply(http::status::ok, bj::object{{"accepted", true}, {"duplicate", true}});
-    }
-    m_.events_total.with({"accepted"}).inc();
-    if (log::enabled(log::level::debug)) {
-        bj::object f{{"type", type}, {"seq", out->seq}, {"inbox_id", out->inbox_id}};
-        if (event_id)
-            f["event_id"] = *event_id;
-        log::debug("event accepted", f);
-    }
-    co_return json_reply(http::status::accepted, bj::object{{"accepted", true}, {"seq", out->seq}});
-}
-
-net::awaitable<void> server::impl::submit(std::shared_ptr<pending_event> item) {
-    if (!batcher_running_) {
-        item->outcome =
-            sync::intake_error{sync::intake_error::kind::io, "", "the server is shutting down"};
-        co_return;
-    }
-    item->done.expires_at(steady::time_point::max());
-    queue_.push_back(item);
-    batcher_wake_.cancel();
-    while (!item->outcome) {
-        error_code ec;
-        co_await item->done.async_wait(net::redirect_error(use_aw, ec));
-    }
-}
-
-net::awaitable<void> server::impl::batcher(task_guard g) {
-    // Group commit: while one batch is being committed, new events queue up and go together in
-    // the next one — one transaction and one fsync for all of them.
-    for (;;) {
-        if (queue_.empty()) {
-            if (stopping_)
-                break;
-            error_code ec;
-            batcher_wake_.expires_at(steady::time_point::max());
-            co_await batcher_wake_.async_wait(net::redirect_error(use_aw, ec));
-            continue;
-        }
-        std::vector<std::shared_ptr<pending_event>> batch;
-        std::vector<sync::raw_event> events;
-        while (!queue_.empty() && batch.size() < opt_.max_batch) {
-            batch.push_back(std::move(queue_.front()));
-            queue_.pop_front();
-            events.push_back(std::move(batch.back()->ev));
-        }
-        std::vector<sync::intake_outcome> outcomes;
-        std::string failure;
-        try {
-            outcomes = co_await db_.run([this, &events](SQLite::Database& db) {
-                if (!dbs_.intake)
-                    dbs_.intake = std::make_unique<sync::intake>(db, clock_);
-                auto out = dbs_.intake->accept_batch(events);
-                reset_busy_statements(db);
-                // After a database failure start afresh: a statement whose step failed reports
-                // that error again on its next reset.
-                for (const auto& o : out)
-                    if (!o && o.error().what == sync::intake_error::kind::io) {
-                        dbs_.intake.reset();
-                        break;
-                    }
-                return out;
-            });
-        } catch (const std::exception& e) {
-            failure = e.what();
-        }
-        if (outcomes.size() != batch.size()) {
-            if (failure.empty())
-                failure = "intake returned " + std::to_string(outcomes.size()) + " outcomes for " +
-                          std::to_string(batch.size()) + " events";
-            outcomes.assign(batch.size(), sync::intake_outcome(sync::intake_error{
-                                              sync::intake_error::kind::io, "", failure}));
-        }
-        m_.event_batches_total.inc();
-        m_.event_batch_size.get().observe(static_cast<double>(batch.size()));
-        bool changed = false;
-        bool io_failed = false;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (outcomes[i] && !outcomes[i]->duplicate)
-                changed = true;
-            if (!outcomes[i] && outcomes[i].error().what == sync::intake_error::kind::io) {
-                io_failed = true;
-                failure = outcomes[i].error().message;
-            }
-            batch[i]->outcome = std::move(outcomes[i]);
-            batch[i]->done.cancel();
-        }
-        if (io_failed)
-            db_failed(failure);
-        else
-            db_ok();
-        if (changed)
-            changes_committed();
-    }
-    batcher_running_ = false;
-    (void)g;
-}
-
-// --- GET /v1/changes -------------------------------------------------------------------------
-
-net::awaitable<reply> server::impl::get_changes(const request& req) {
-    const auto params = parse_query(req.target());
-    if (!params)
-        co_return error_reply(http::status::bad_request, "bad_query", params.error());
-    long long since = 0;
-    long long limit = default_changes_limit;
-    long long wait = 0;
-    bool seen_since = false, seen_limit = false, seen_wait = false;
-    for (const auto& p : *params) {
-        const auto once = [&](bool& seen) {
-            const bool dup = seen;
-            seen = true;
-            return !dup;
-        };
-        if (p.name == "since") {
-            if (!once(seen_since))
-                co_return error_reply(http::status::bad_request, "bad_query",
-                                      "since is given twice", "since");
-            const auto v = parse_non_negative(p.value, std::numeric_limits<long long>::max());
-            if (!v)
-                co_return error_reply(http::status::bad_request, "bad_query",
-                                      "since must be a non-negative integer (a change seq)",
-                                      "since");
-            since = *v;
-        } else if (p.name == "limit") {
-            if (!once(seen_limit))
-                co_return error_reply(http::status::bad_request, "bad_query",
-                                      "limit is given twice", "limit");
-            const auto v = parse_non_negative(p.value, max_changes_limit);
-            if (!v || *v == 0)
-                co_return error_reply(http::status::bad_request, "bad_query",
-                                      "limit must be an integer from 1 to " +
-                                          std::to_string(max_changes_limit),
-                                      "limit");
-            limit = *v;
-        } else if (p.name == "wait") {
-            if (!once(seen_wait))
-                co_return error_reply(http::status::bad_request, "bad_query", "wait is given twice",
-                                      "wait");
-            const auto v = parse_non_negative(p.value, opt_.max_wait.count());
-            if (!v)
-                co_return error_reply(http::status::bad_request, "bad_query",
-                                      "wait must be an integer number of seconds from 0 to " +
-                                          std::to_string(opt_.max_wait.count()),
-                                      "wait");
-            wait = *v;
-        } else {
-            co_return error_reply(http::status::bad_request, "bad_query",
-                                  "unknown query parameter '" + clip(p.name, 64) +
-                                      "' (expected since, limit, wait)",
-                                  clip(p.name, 64));
-        }
-    }
-
-    const auto deadline = steady::now() + std::chrono::seconds(wait);
-    for (;;) {
-        const std::uint64_t generation = change_generation_;
-        auto page = co_await query_changes(since, limit);
-        if (!page) {
-            reply r =
-                error_reply(http::status::service_unavailable, "database_error", page.error());
-            r.retry_after = 1;
-            co_return r;
-        }
-        if (!page->rows.empty() || wait == 0 || stopping_ || steady::now() >= deadline) {
-            bj::array rows;
-            rows.reserve(page->rows.size());
-            for (const auto& c : page->rows)
-                rows.push_back(bj::object{{"seq", c.seq},
-                                          {"entity", c.entity},
-                                          {"entity_id", c.entity_id},
-                                          {"kind", c.kind},
-                                          {"source", c.source},
-                                          {"ts", c.ts},
-                                          {"speak4_id", opt_json(c.speak4_id)},
-                                          {"ghl_id", opt_json(c.ghl_id)}});
-            const long long last = page->rows.empty() ? since : page->rows.back().seq;
-            co_return json_reply(
-                http::status::ok,
-                bj::object{{"changes", std::move(rows)}, {"last_seq", last}, {"more", page->more}});
-        }
-        if (generation != change_generation_)
-            continue; // committed while we were querying: look again
-        // Long-poll: a timer on the strand, no thread and no database connection held. It is
-        // cancelled by changes_committed() (or by stop()), or expires at the deadline.
-        net::steady_timer timer(strand_);
-        timer.expires_at(deadline);
-        change_waiters_.push_back(&timer);
-        const auto self = std::prev(change_waiters_.end());
-        error_code ec;
-        co_await timer.async_wait(net::redirect_error(use_aw, ec));
-        change_waiters_.erase(self);
-    }
-}
-
-net::awaitable<boost::system::result<changes_page, std::string>>
-server::impl::query_changes(long long since, long long limit) {
-    using R = boost::system::result<changes_page, std::string>;
-    try {
-        changes_page page = co_await db_.run(read_job([since, limit](store::statement_cache& st) {
-            auto& q = st.get(
-                "SELECT c.seq, c.entity, c.entity_id, c.kind, c.source, c.ts, "
-                "  CASE c.entity WHEN 'contact' THEN ct.speak4_id WHEN 'task' THEN t.speak4_id "
-                "    WHEN 'note' THEN n.speak4_id END, "
-                "  CASE c.entity WHEN 'contact' THEN ct.ghl_id WHEN 'task' THEN t.ghl_id "
-                "    WHEN 'note' THEN n.ghl_id WHEN 'appointment' THEN a.ghl_id END "
-                "FROM changes c "
-                "LEFT JOIN contacts ct ON c.entity = 'contact' AND ct.id = c.entity_id "
-                "LEFT JOIN tasks t ON c.entity = 'task' AND t.id = c.entity_id "
-                "LEFT JOIN notes n ON c.entity = 'note' AND n.id = c.entity_id "
-                "LEFT JOIN appointments a ON c.entity = 'appointment' AND a.id = c.entity_id "
-                "WHERE c.seq > ? ORDER BY c.seq LIMIT ?");
-            q.bind(1, static_cast<std::int64_t>(since));
-            q.bind(2, static_cast<std::int64_t>(limit + 1)); // one more: is there a next page?
-            changes_page out;
-            while (q.executeStep()) {
-                if (static_cast<long long>(out.rows.size()) == limit) {
-                    out.more = true;
-                    break;
-                }
-                change_row r;
-                r.seq = q.getColumn(0).getInt64();
-                r.entity = q.getColumn(1).getString();
-                r.entity_id = q.getColumn(2).getInt64();
-                r.kind = q.getColumn(3).getString();
-                r.source = q.getColumn(4).getString();
-                r.ts = q.getColumn(5).getString();
-                if (!q.getColumn(6).isNull())
-                    r.speak4_id = q.getColumn(6).getString();
-                if (!q.getColumn(7).isNull())
-                    r.ghl_id = q.getColumn(7).getString();
-                out.rows.push_back(std::move(r));
-            }
-            q.reset();
-            return out;
-        }));
-        db_ok();
-        co_return page;
-    } catch (const std::exception& e) {
-        db_failed(e.what());
-        co_return R(boost::system::in_place_error,
-                    std::string("reading the change feed failed: ") + e.what());
-    }
-}
-
-void server::impl::changes_committed() {
-    ++change_generation_;
-    for (auto* t : change_waiters_)
-        t->cancel();
-}
-
-void server::impl::db_failed(const std::string& what) {
-    if (!db_error_)
-        log::error("api: database error", {{"error", what}});
-    db_error_ = what;
-}
-
-// --- GET /healthz, GET /metrics --------------------------------------------------------------
-
-reply server::impl::healthz() {
-    if (stopping_) {
-        reply r;
-        r.status = http::status::service_unavailable;
-        r.body = bj::serialize(
-            bj::object{{"status", "unhealthy"},
-                       {"reason", "shutting down"},
-                       {"error", bj::object{{"code", "shutting_down"},
-                                            {"message", "the server is shutting down"}}}});
-        return r;
-    }
-    health h;
-    if (opt_.health_check) {
-        try {
-            h = opt_.health_check();
-        } catch (const std::exception& e) {
-            h = {false, std::string("health check failed: ") + e.what(), {}};
-        }
-    }
-    if (db_error_ && h.ok) {
-        h.ok = false;
-        h.reason = "database error: " + *db_error_;
-    }
-    bj::object body = std::move(h.detail);
-    body["status"] = h.ok ? "ok" : "unhealthy";
-    if (h.ok)
-        body.erase("reason");
-    else
-        body["reason"] = h.reason.empty() ? std::string("unhealthy") : h.reason;
-    return json_reply(h.ok ? http::status::ok : http::status::service_unavailable, body);
-}
-
-net::awaitable<reply> server::impl::get_metrics() {
-    // Gauges that live in the database are read at scrape time, through the database thread.
-    try {
-        const scrape_values v = co_await db_.run(read_job([](store::statement_cache& st) {
-            scrape_values out;
-            auto& q = st.get("SELECT state, COUNT(*) FROM outbox GROUP BY state");
-            while (q.executeStep())
-                out.outbox[q.getColumn(0).getString()] = q.getColumn(1).getInt64();
-            q.reset();
-            auto& s = st.get("SELECT COALESCE(MAX(seq), 0) FROM changes");
-            if (s.executeStep())
-                out.last_seq = s.getColumn(0).getInt64();
-            s.reset();
-            return out;
-        }));
-        for (auto state : {"pending", "inflight", "done", "dead"}) {
-            const auto it = v.outbox.find(state);
-            m_.outbox.with({state}).set(it == v.outbox.end() ? 0.0
-                                                             : static_cast<double>(it->second));
-        }
-        const auto dead = v.outbox.find("dead");
-        m_.dead_letters.set(dead == v.outbox.end() ? 0.0 : static_cast<double>(dead->second));
-        m_.changes_last_seq.set(static_cast<double>(v.last_seq));
-        db_ok();
-    } catch (const std::exception& e) {
-        // Render what we have: a scrape must not fail because one gauge could not be refreshed.
-        db_failed(e.what());
-    }
-    reply r;
-    r.content_type = metrics::content_type;
-    r.body = m_.reg.render();
-    co_return r;
-}
-
-// --- POST /webhooks/ghl ----------------------------------------------------------------------
-
-net::awaitable<reply> server::impl::post_webhook(const request& req) {
-    const auto header = [&](std::string_view name) -> std::optional<std::string_view> {
-        const auto it = req.find(name);
-        if (it == req.end())
-            return std::nullopt;
-        return std::string_view(it->value());
-    };
-    const auto verdict = verify_webhook_signature(
-        opt_.signature_keys, req.body(), header("x-ghl-signature"), header("x-wh-signature"));
-    if (!verdict.ok()) {
-        m_.webhooks_total.with({"bad_signature"}).inc();
-        log::warn("webhook rejected", {{"reason", describe(verdict)}});
-        co_return error_reply(http::status::unauthorized, "invalid_signature", describe(verdict));
-    }
-    const auto parsed = json::parse(req.body(), {opt_.body_limit, 32});
-    if (!parsed || !parsed->is_object()) {
-        m_.webhooks_total.with({"invalid"}).inc();
-        const std::string why =
-            parsed ? "the body is not a JSON object" : "the body is not JSON: " + parsed.error();
-        log::warn("webhook rejected", {{"reason", why}});
-        co_return error_reply(http::status::bad_request, "invalid_webhook", why);
-    }
-    auto info = sync::check_webhook(parsed->get_object(), clock_.now(), opt_.webhook_max_age);
-    if (!info) {
-        const auto& err = info.error();
-        const bool stale = err.what == sync::webhook_error::kind::stale;
-        m_.webhooks_total.with({stale ? "stale" : "invalid"}).inc();
-        log::warn("webhook rejected", {{"reason", err.message}, {"field", err.field}});
-        if (stale)
-            co_return error_reply(http::status::unauthorized, "stale_webhook", err.message,
-                                  err.field);
-        co_return error_reply(http::status::bad_request, "invalid_webhook", err.message, err.field);
-    }
-    boost::system::result<sync::webhook_applied, sync::webhook_error> applied =
-        sync::webhook_error{sync::webhook_error::kind::io, "", "not applied"};
-    try {
-        applied = co_await db_.run([this, &info](SQLite::Database& db) {
-            if (!dbs_.webhooks)
-                dbs_.webhooks =
-                    std::make_unique<sync::webhook_store>(db, clock_, opt_.webhook_max_age);
-            auto out = dbs_.webhooks->apply(*info);
-            reset_busy_statements(db);
-            return out;
-        });
-    } catch (const std::exception& e) {
-        applied = sync::webhook_error{sync::webhook_error::kind::io, "", e.what()};
-    }
-    if (!applied) {
-        const auto& err = applied.error();
-        if (err.what == sync::webhook_error::kind::replayed) {
-            m_.webhooks_total.with({"replayed"}).inc();
-            log::warn("webhook rejected", {{"reason", err.message}, {"type", info->type}});
-            co_return error_reply(http::status::conflict, "replayed_webhook", err.message,
-                                  err.field);
-        }
-        m_.webhooks_total.with({"error"}).inc();
-        db_failed(err.message);
-        // 429, not 503: GHL retries a webhook only after a 429 (ghl-api.md §11).
-        reply r = error_reply(http::status::too_many_requests, "database_error", err.message);
-        r.retry_after = 60;
-        co_return r;
-    }
-    db_ok();
-    m_.webhooks_total.with({info->contact_ghl_id.empty() ? "ignored" : "applied"}).inc();
-    bj::object f{{"type", info->type}, {"webhook_id", info->webhook_id}};
-    if (applied->contact_id)
-        f["contact_id"] = *applied->contact_id;
-    if (applied->pull_outbox_id)
-        f["outbox_id"] = *applied->pull_outbox_id;
-    f["coalesced"] = applied->coalesced;
-    log::info("webhook", f);
-    if (applied->seq > 0)
-        changes_committed();
-    co_return json_reply(http::status::ok, bj::object{{"ok", true}});
 }
 
 // --- shutdown --------------------------------------------------------------------------------
@@ -1251,13 +546,11 @@ void server::impl::stop(std::chrono::milliseconds grace, std::function<void()> o
     if (stopping_)
         return;
     stopping_ = true;
+    routes_.begin_stop();
     log::info("api stopping", {{"grace_ms", static_cast<long long>(grace.count())},
                                {"in_flight", static_cast<long long>(busy_)}});
     error_code ec;
     acceptor_.close(ec);
-    batcher_wake_.cancel();
-    for (auto* t : change_waiters_)
-        t->cancel();
     net::co_spawn(strand_, shutdown(shared_from_this(), grace), [](const std::exception_ptr& e) {
         if (e)
             log::error("api: shutdown failed");
@@ -1289,11 +582,7 @@ net::awaitable<void> server::impl::shutdown(std::shared_ptr<impl> self,
         co_await state_changed_.async_wait(net::redirect_error(use_aw, ec));
     }
     // The statements of our database-side objects are finalized on the database thread.
-    try {
-        co_await db_.run([this](SQLite::Database&) { dbs_ = db_side{}; });
-    } catch (const std::exception& e) {
-        log::warn("api: releasing database statements failed", {{"error", e.what()}});
-    }
+    co_await routes_.release_database();
     stopped_ = true;
     log::info("api stopped");
     (void)self; // kept the server's state alive until here
