@@ -5,11 +5,11 @@
 
 #include "app/auth.hpp"
 #include "app/daemon.hpp"
-#include "app/demo.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "demo.hpp"
 #include "store/database.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"

@@ -40,6 +40,12 @@ ghl::note_write note_fields(const bj::object& set) {
     return w;
 }
 
+/// A GHL task/note id a sibling row (one Speak4 created) is already linked to: not ours.
+bool is_known_child(const entity_context& ctx, const std::string& id) {
+    return std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(), id) !=
+           ctx.known_child_ghl_ids.end();
+}
+
 std::string lower(std::string s) {
     std::transform(s.begin(), s.end(), s.begin(),
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
@@ -370,7 +376,7 @@ asio::awaitable<void> dispatcher::process(work_item item) {
         co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
     log::info("push", {{"op", std::string(to_string(item.act))},
-                       {"entity", item.ctx.entity},
+                       {"entity", std::string(to_string(item.ctx.entity))},
                        {"entity_id", item.ctx.id},
                        {"outbox_id", item.first_row},
                        {"rows", static_cast<std::int64_t>(item.rows.size())},
@@ -394,7 +400,6 @@ asio::awaitable<void> dispatcher::process(work_item item) {
 }
 
 asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& item) {
-    const auto& ctx = item.ctx;
     if (item.act == action::pull) {
         if (!pull_) {
             outcome o;
@@ -404,249 +409,293 @@ asio::awaitable<outcome> dispatcher::execute(ghl::client& c, const work_item& it
         }
         co_return co_await pull_(c, item);
     }
+    switch (item.ctx.entity) {
+    case entity_kind::contact:
+        co_return co_await execute_contact(c, item);
+    case entity_kind::task:
+        co_return co_await execute_task(c, item);
+    case entity_kind::note:
+        co_return co_await execute_note(c, item);
+    }
+    co_return not_an_operation(item);
+}
 
-    if (ctx.entity == "contact") {
-        switch (item.act) {
-        case action::create: {
-            const ghl::contact_write fields = ghl::contact_write_from_json(item.set);
-            // A lead is matched by email/phone first; a create that may already have reached
-            // GHL is looked up before it is sent again (DESIGN §8: no duplicates).
-            if (item.lead || item.uncertain) {
-                {
-                    std::lock_guard lock(stats_mutex_);
-                    ++stats_.lookups;
-                }
-                std::optional<ghl::contact> found;
-                // The mirror's email/phone first; for an uncertain create also every value an
-                // earlier attempt may have sent (later updates were merged into this one).
-                std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>>
-                    probes;
-                if (ctx.email || ctx.phone)
-                    probes.emplace_back(ctx.email, ctx.phone);
-                if (item.uncertain) {
-                    for (const auto& e : item.emails)
-                        if (e != ctx.email)
-                            probes.emplace_back(e, std::nullopt);
-                    for (const auto& p : item.phones)
-                        if (p != ctx.phone)
-                            probes.emplace_back(std::nullopt, p);
-                }
-                for (const auto& probe : probes) {
-                    auto dup = co_await c.find_duplicate(probe.first, probe.second);
-                    if (!dup)
-                        co_return outcome_from_error(dup.error(), false);
-                    if (*dup) {
-                        found = *dup;
-                        break;
-                    }
-                }
-                if (probes.empty() && item.uncertain && (ctx.first_name || ctx.last_name)) {
-                    // No email or phone to match on: look for a contact of this name added
-                    // since the first attempt.
-                    ghl::search_request req;
-                    req.page_limit = 10;
-                    if (ctx.first_name)
-                        req.filters.push_back(ghl::filter("firstNameLowerCase", "eq",
-                                                          bj::value(lower(*ctx.first_name))));
-                    if (ctx.last_name)
-                        req.filters.push_back(ghl::filter("lastNameLowerCase", "eq",
-                                                          bj::value(lower(*ctx.last_name))));
-                    if (auto since = parse_iso8601(item.first_created_at))
-                        req.filters.push_back(ghl::range_filter(
-                            "dateAdded",
-                            bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
-                    auto page = co_await c.search_contacts(std::move(req));
-                    if (!page)
-                        co_return outcome_from_error(page.error(), false);
-                    if (page->contacts.size() == 1)
-                        found = page->contacts.front();
-                }
-                if (found) {
-                    {
-                        std::lock_guard lock(stats_mutex_);
-                        ++stats_.linked;
-                    }
-                    auto up = co_await c.update_contact(found->id, fields);
-                    if (!up)
-                        co_return outcome_from_error(up.error(), false);
-                    co_return contact_done(*up);
-                }
+outcome dispatcher::not_an_operation(const work_item& item) {
+    outcome o;
+    o.what = outcome::kind::dead;
+    o.error = std::string(to_string(item.act)) + " is not an operation on a " +
+              std::string(to_string(item.ctx.entity));
+    return o;
+}
+
+void dispatcher::count_lookup(bool found) {
+    std::lock_guard lock(stats_mutex_);
+    if (found)
+        ++stats_.linked;
+    else
+        ++stats_.lookups;
+}
+
+asio::awaitable<ghl::result<std::optional<std::string>>>
+dispatcher::find_existing(ghl::client& c, const work_item& item) {
+    using found_t = ghl::result<std::optional<std::string>>;
+    const auto& ctx = item.ctx;
+    count_lookup(false);
+    std::optional<std::string> found;
+    switch (ctx.entity) {
+    case entity_kind::contact: {
+        // The mirror's email/phone first; for an uncertain create also every value an earlier
+        // attempt may have sent (later updates were merged into this one).
+        std::vector<std::pair<std::optional<std::string>, std::optional<std::string>>> probes;
+        if (ctx.email || ctx.phone)
+            probes.emplace_back(ctx.email, ctx.phone);
+        if (item.uncertain) {
+            for (const auto& e : item.emails)
+                if (e != ctx.email)
+                    probes.emplace_back(e, std::nullopt);
+            for (const auto& p : item.phones)
+                if (p != ctx.phone)
+                    probes.emplace_back(std::nullopt, p);
+        }
+        for (const auto& probe : probes) {
+            auto dup = co_await c.find_duplicate(probe.first, probe.second);
+            if (!dup)
+                co_return found_t(dup.error());
+            if (*dup) {
+                found = (*dup)->id;
+                break;
             }
-            auto created = co_await c.create_contact(fields);
-            if (created)
-                co_return contact_done(*created);
-            if (created.error().kind == ghl::error_kind::duplicate_contact &&
-                created.error().duplicate) {
-                // GHL already has this person: link to it and apply our fields as an update.
-                const std::string existing = created.error().duplicate->contact_id;
-                auto up = co_await c.update_contact(existing, fields);
+        }
+        if (probes.empty() && item.uncertain && (ctx.first_name || ctx.last_name)) {
+            // No email or phone to match on: look for a contact of this name added since the
+            // first attempt.
+            ghl::search_request req;
+            req.page_limit = 10;
+            if (ctx.first_name)
+                req.filters.push_back(
+                    ghl::filter("firstNameLowerCase", "eq", bj::value(lower(*ctx.first_name))));
+            if (ctx.last_name)
+                req.filters.push_back(
+                    ghl::filter("lastNameLowerCase", "eq", bj::value(lower(*ctx.last_name))));
+            if (auto since = parse_iso8601(item.first_created_at))
+                req.filters.push_back(ghl::range_filter(
+                    "dateAdded", bj::value(format_iso8601(*since - std::chrono::minutes(10)))));
+            auto page = co_await c.search_contacts(std::move(req));
+            if (!page)
+                co_return found_t(page.error());
+            if (page->contacts.size() == 1)
+                found = page->contacts.front().id;
+        }
+        break;
+    }
+    case entity_kind::task: {
+        // Tasks and notes have no natural key: a task of the contact with the same title (one
+        // of those the covered rows set) and due date that no sibling row is linked to.
+        auto list = co_await c.list_tasks(*ctx.contact_ghl_id);
+        if (!list)
+            co_return found_t(list.error());
+        const ghl::task_write fields = task_fields(item.set);
+        const auto due = fields.due_date ? parse_iso8601(*fields.due_date) : std::nullopt;
+        for (const auto& t : *list) {
+            const bool same_title = t.title && (t.title == fields.title ||
+                                                std::find(item.titles.begin(), item.titles.end(),
+                                                          *t.title) != item.titles.end());
+            if (!is_known_child(ctx, t.id) && same_title && (!due || t.due_at == due)) {
+                found = t.id;
+                break;
+            }
+        }
+        break;
+    }
+    case entity_kind::note: {
+        auto list = co_await c.list_notes(*ctx.contact_ghl_id);
+        if (!list)
+            co_return found_t(list.error());
+        const ghl::note_write fields = note_fields(item.set);
+        for (const auto& n : *list) {
+            const bool same_body = n.body && (n.body == fields.body ||
+                                              std::find(item.bodies.begin(), item.bodies.end(),
+                                                        *n.body) != item.bodies.end());
+            if (!is_known_child(ctx, n.id) && same_body) {
+                found = n.id;
+                break;
+            }
+        }
+        break;
+    }
+    }
+    if (found)
+        count_lookup(true);
+    co_return found_t(std::move(found));
+}
+
+asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_item& item) {
+    const auto& ctx = item.ctx;
+    switch (item.act) {
+    case action::create: {
+        const ghl::contact_write fields = ghl::contact_write_from_json(item.set);
+        // A lead is matched by email/phone first; a create that may already have reached GHL is
+        // looked up before it is sent again (DESIGN §8: no duplicates).
+        if (item.lead || item.uncertain) {
+            auto found = co_await find_existing(c, item);
+            if (!found)
+                co_return outcome_from_error(found.error(), false);
+            if (*found) {
+                auto up = co_await c.update_contact(**found, fields);
                 if (!up)
                     co_return outcome_from_error(up.error(), false);
                 co_return contact_done(*up);
             }
-            co_return outcome_from_error(created.error(), false);
         }
-        case action::update: {
-            auto up =
-                co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
+        auto created = co_await c.create_contact(fields);
+        if (created)
+            co_return contact_done(*created);
+        if (created.error().kind == ghl::error_kind::duplicate_contact &&
+            created.error().duplicate) {
+            // GHL already has this person: link to it and apply our fields as an update.
+            const std::string existing = created.error().duplicate->contact_id;
+            auto up = co_await c.update_contact(existing, fields);
             if (!up)
                 co_return outcome_from_error(up.error(), false);
             co_return contact_done(*up);
         }
-        case action::remove: {
-            std::optional<std::string> id = ctx.ghl_id;
-            if (!id && ctx.email) { // an uncertain create: find what it may have made
-                auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
-                if (!dup)
-                    co_return outcome_from_error(dup.error(), false);
-                if (*dup)
-                    id = (*dup)->id;
-            }
-            if (!id)
-                co_return outcome{};
-            auto del = co_await c.delete_contact(*id);
-            if (!del)
-                co_return outcome_from_error(del.error(), true);
-            co_return outcome{};
-        }
-        case action::tag_add:
-        case action::tag_remove: {
-            // Not a conditional expression: GCC 12 miscompiles co_await inside ?: (the
-            // temporaries of both arms are destroyed).
-            ghl::result<std::vector<std::string>> r = std::vector<std::string>{};
-            if (item.act == action::tag_add)
-                r = co_await c.add_tags(*ctx.ghl_id, item.tags);
-            else
-                r = co_await c.remove_tags(*ctx.ghl_id, item.tags);
-            if (!r)
-                co_return outcome_from_error(r.error(), false);
-            co_return outcome{};
-        }
-        default:
-            break;
-        }
-    } else if (ctx.entity == "task") {
-        const std::string cid = *ctx.contact_ghl_id;
-        switch (item.act) {
-        case action::create: {
-            const ghl::task_write fields = task_fields(item.set);
-            if (item.uncertain) {
-                {
-                    std::lock_guard lock(stats_mutex_);
-                    ++stats_.lookups;
-                }
-                auto list = co_await c.list_tasks(cid);
-                if (!list)
-                    co_return outcome_from_error(list.error(), false);
-                const auto due = fields.due_date ? parse_iso8601(*fields.due_date) : std::nullopt;
-                for (const auto& t : *list) {
-                    const bool linked =
-                        std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
-                                  t.id) != ctx.known_child_ghl_ids.end();
-                    const bool same_title =
-                        t.title && (t.title == fields.title ||
-                                    std::find(item.titles.begin(), item.titles.end(), *t.title) !=
-                                        item.titles.end());
-                    if (!linked && same_title && (!due || t.due_at == due)) {
-                        {
-                            std::lock_guard lock(stats_mutex_);
-                            ++stats_.linked;
-                        }
-                        auto up = co_await c.update_task(cid, t.id, fields);
-                        if (!up)
-                            co_return outcome_from_error(up.error(), false);
-                        co_return record_done(*up);
-                    }
-                }
-            }
-            auto created = co_await c.create_task(cid, fields);
-            if (!created)
-                co_return outcome_from_error(created.error(), false);
-            co_return record_done(*created);
-        }
-        case action::update: {
-            auto up = co_await c.update_task(cid, *ctx.ghl_id, task_fields(item.set));
-            if (!up)
-                co_return outcome_from_error(up.error(), false);
-            co_return record_done(*up);
-        }
-        case action::complete: {
-            auto r = co_await c.complete_task(cid, *ctx.ghl_id, item.completed);
-            if (!r)
-                co_return outcome_from_error(r.error(), false);
-            co_return record_done(*r);
-        }
-        case action::remove: {
-            if (!ctx.ghl_id)
-                co_return outcome{};
-            auto r = co_await c.delete_task(cid, *ctx.ghl_id);
-            if (!r)
-                co_return outcome_from_error(r.error(), true);
-            co_return outcome{};
-        }
-        default:
-            break;
-        }
-    } else if (ctx.entity == "note") {
-        const std::string cid = *ctx.contact_ghl_id;
-        switch (item.act) {
-        case action::create: {
-            const ghl::note_write fields = note_fields(item.set);
-            if (item.uncertain) {
-                {
-                    std::lock_guard lock(stats_mutex_);
-                    ++stats_.lookups;
-                }
-                auto list = co_await c.list_notes(cid);
-                if (!list)
-                    co_return outcome_from_error(list.error(), false);
-                for (const auto& n : *list) {
-                    const bool linked =
-                        std::find(ctx.known_child_ghl_ids.begin(), ctx.known_child_ghl_ids.end(),
-                                  n.id) != ctx.known_child_ghl_ids.end();
-                    const bool same_body =
-                        n.body &&
-                        (n.body == fields.body || std::find(item.bodies.begin(), item.bodies.end(),
-                                                            *n.body) != item.bodies.end());
-                    if (!linked && same_body) {
-                        {
-                            std::lock_guard lock(stats_mutex_);
-                            ++stats_.linked;
-                        }
-                        auto up = co_await c.update_note(cid, n.id, fields);
-                        if (!up)
-                            co_return outcome_from_error(up.error(), false);
-                        co_return record_done(*up);
-                    }
-                }
-            }
-            auto created = co_await c.create_note(cid, fields);
-            if (!created)
-                co_return outcome_from_error(created.error(), false);
-            co_return record_done(*created);
-        }
-        case action::update: {
-            auto up = co_await c.update_note(cid, *ctx.ghl_id, note_fields(item.set));
-            if (!up)
-                co_return outcome_from_error(up.error(), false);
-            co_return record_done(*up);
-        }
-        case action::remove: {
-            if (!ctx.ghl_id)
-                co_return outcome{};
-            auto r = co_await c.delete_note(cid, *ctx.ghl_id);
-            if (!r)
-                co_return outcome_from_error(r.error(), true);
-            co_return outcome{};
-        }
-        default:
-            break;
-        }
+        co_return outcome_from_error(created.error(), false);
     }
-    outcome o;
-    o.what = outcome::kind::dead;
-    o.error = std::string(to_string(item.act)) + " is not an operation on a " + ctx.entity;
-    co_return o;
+    case action::update: {
+        auto up = co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
+        if (!up)
+            co_return outcome_from_error(up.error(), false);
+        co_return contact_done(*up);
+    }
+    case action::remove: {
+        std::optional<std::string> id = ctx.ghl_id;
+        if (!id && ctx.email) { // an uncertain create: find what it may have made
+            auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
+            if (!dup)
+                co_return outcome_from_error(dup.error(), false);
+            if (*dup)
+                id = (*dup)->id;
+        }
+        if (!id)
+            co_return outcome{};
+        auto del = co_await c.delete_contact(*id);
+        if (!del)
+            co_return outcome_from_error(del.error(), true);
+        co_return outcome{};
+    }
+    case action::tag_add:
+    case action::tag_remove: {
+        // Not a conditional expression: GCC 12 miscompiles co_await inside ?: (the temporaries
+        // of both arms are destroyed).
+        ghl::result<std::vector<std::string>> r = std::vector<std::string>{};
+        if (item.act == action::tag_add)
+            r = co_await c.add_tags(*ctx.ghl_id, item.tags);
+        else
+            r = co_await c.remove_tags(*ctx.ghl_id, item.tags);
+        if (!r)
+            co_return outcome_from_error(r.error(), false);
+        co_return outcome{};
+    }
+    case action::complete:
+    case action::pull:
+        break;
+    }
+    co_return not_an_operation(item);
+}
+
+asio::awaitable<outcome> dispatcher::execute_task(ghl::client& c, const work_item& item) {
+    const auto& ctx = item.ctx;
+    const std::string cid = *ctx.contact_ghl_id;
+    switch (item.act) {
+    case action::create: {
+        const ghl::task_write fields = task_fields(item.set);
+        if (item.uncertain) {
+            auto found = co_await find_existing(c, item);
+            if (!found)
+                co_return outcome_from_error(found.error(), false);
+            if (*found) {
+                auto up = co_await c.update_task(cid, **found, fields);
+                if (!up)
+                    co_return outcome_from_error(up.error(), false);
+                co_return record_done(*up);
+            }
+        }
+        auto created = co_await c.create_task(cid, fields);
+        if (!created)
+            co_return outcome_from_error(created.error(), false);
+        co_return record_done(*created);
+    }
+    case action::update: {
+        auto up = co_await c.update_task(cid, *ctx.ghl_id, task_fields(item.set));
+        if (!up)
+            co_return outcome_from_error(up.error(), false);
+        co_return record_done(*up);
+    }
+    case action::complete: {
+        auto r = co_await c.complete_task(cid, *ctx.ghl_id, item.completed);
+        if (!r)
+            co_return outcome_from_error(r.error(), false);
+        co_return record_done(*r);
+    }
+    case action::remove: {
+        if (!ctx.ghl_id)
+            co_return outcome{};
+        auto r = co_await c.delete_task(cid, *ctx.ghl_id);
+        if (!r)
+            co_return outcome_from_error(r.error(), true);
+        co_return outcome{};
+    }
+    case action::tag_add:
+    case action::tag_remove:
+    case action::pull:
+        break;
+    }
+    co_return not_an_operation(item);
+}
+
+asio::awaitable<outcome> dispatcher::execute_note(ghl::client& c, const work_item& item) {
+    const auto& ctx = item.ctx;
+    const std::string cid = *ctx.contact_ghl_id;
+    switch (item.act) {
+    case action::create: {
+        const ghl::note_write fields = note_fields(item.set);
+        if (item.uncertain) {
+            auto found = co_await find_existing(c, item);
+            if (!found)
+                co_return outcome_from_error(found.error(), false);
+            if (*found) {
+                auto up = co_await c.update_note(cid, **found, fields);
+                if (!up)
+                    co_return outcome_from_error(up.error(), false);
+                co_return record_done(*up);
+            }
+        }
+        auto created = co_await c.create_note(cid, fields);
+        if (!created)
+            co_return outcome_from_error(created.error(), false);
+        co_return record_done(*created);
+    }
+    case action::update: {
+        auto up = co_await c.update_note(cid, *ctx.ghl_id, note_fields(item.set));
+        if (!up)
+            co_return outcome_from_error(up.error(), false);
+        co_return record_done(*up);
+    }
+    case action::remove: {
+        if (!ctx.ghl_id)
+            co_return outcome{};
+        auto r = co_await c.delete_note(cid, *ctx.ghl_id);
+        if (!r)
+            co_return outcome_from_error(r.error(), true);
+        co_return outcome{};
+    }
+    case action::complete:
+    case action::tag_add:
+    case action::tag_remove:
+    case action::pull:
+        break;
+    }
+    co_return not_an_operation(item);
 }
 
 } // namespace speak4::sync

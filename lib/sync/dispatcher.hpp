@@ -93,6 +93,20 @@ public:
     boost::asio::awaitable<outcome> execute(ghl::client& c, const work_item& item);
 
 private:
+    // One function per entity kind; every create whose record may already exist in GHL (a
+    // lead, an uncertain create) goes through find_existing() first.
+    boost::asio::awaitable<outcome> execute_contact(ghl::client& c, const work_item& item);
+    boost::asio::awaitable<outcome> execute_task(ghl::client& c, const work_item& item);
+    boost::asio::awaitable<outcome> execute_note(ghl::client& c, const work_item& item);
+    /// The one resolver for creates that may already exist in GHL: the GHL id of the record
+    /// this item's create made (or, for a lead, the contact it is), or nullopt when there is
+    /// none. Contacts: by every email/phone the create sent, else by name and creation time;
+    /// tasks: by title and due date; notes: by body (records linked to sibling rows excluded).
+    boost::asio::awaitable<ghl::result<std::optional<std::string>>>
+    find_existing(ghl::client& c, const work_item& item);
+    static outcome not_an_operation(const work_item& item);
+    /// Counts a lookup (false) or a lookup that found its record (true) in stats_.
+    void count_lookup(bool found);
     boost::asio::awaitable<void> process(work_item item);
     double uniform01();
     /// The outbox side on the database thread: one instance for the worker's connection, so

@@ -1,5 +1,6 @@
 #include "sync/intake.hpp"
 
+#include "core/entity.hpp"
 #include "core/json.hpp"
 #include "store/database.hpp"
 
@@ -247,9 +248,9 @@ private:
         return r;
     }
 
-    std::optional<child_row> find_child(const char* table, const entity_ref& ref) {
-        const std::string base =
-            std::string("SELECT id, contact_id, ghl_id, deleted FROM ") + table + " WHERE ";
+    std::optional<child_row> find_child(entity_kind kind, const entity_ref& ref) {
+        const std::string base = "SELECT id, contact_id, ghl_id, deleted FROM " +
+                                 std::string(table_of(kind)) + " WHERE ";
         auto lookup = [&](const char* column,
                           const std::string& value) -> std::optional<child_row> {
             auto& q = s_.get(base + column + " = ?");
@@ -267,10 +268,10 @@ private:
         return std::nullopt;
     }
 
-    child_row require_child(const char* table, const char* name, const entity_ref& ref,
-                            const contact_row& c) {
-        auto r = find_child(table, ref);
-        const std::string field = ref_field(ref, name);
+    child_row require_child(entity_kind kind, const entity_ref& ref, const contact_row& c) {
+        auto r = find_child(kind, ref);
+        const std::string name(to_string(kind));
+        const std::string field = ref_field(ref, name.c_str());
         if (!r)
             throw refusal{field, field + " names no known " + name};
         if (r->contact_id != c.id)
@@ -282,10 +283,10 @@ private:
 
     // --- writes ----------------------------------------------------------------------------
 
-    void change(const char* entity, std::int64_t id, const char* kind) {
+    void change(entity_kind entity, std::int64_t id, const char* kind) {
         auto& ins = s_.get(
             "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,'local',?)");
-        ins.bind(1, entity);
+        ins.bind(1, std::string(to_string(entity)));
         ins.bind(2, id);
         ins.bind(3, kind);
         ins.bind(4, now_);
@@ -293,12 +294,12 @@ private:
         seq_ = s_.db().getLastInsertRowid(); // seq is the rowid
     }
 
-    void enqueue(const char* op, const char* entity, std::int64_t id, const bj::object& payload) {
+    void enqueue(const char* op, entity_kind entity, std::int64_t id, const bj::object& payload) {
         auto& ins = s_.get(
             "INSERT INTO outbox(op, entity, entity_id, state, attempts, next_attempt_at, payload, "
             "inbox_id, created_at, updated_at) VALUES (?,?,?,'pending',0,?,?,?,?,?)");
         ins.bind(1, op);
-        ins.bind(2, entity);
+        ins.bind(2, std::string(to_string(entity)));
         ins.bind(3, id);
         ins.bind(4, now_);
         ins.bind(5, bj::serialize(payload));
@@ -383,7 +384,7 @@ private:
         for (std::size_t i = 0; i < ev.notes.size(); ++i) {
             const auto& n = ev.notes[i];
             const std::string field = "notes[" + std::to_string(i) + "].speak4_id";
-            if (find_child("notes", n.ref))
+            if (find_child(entity_kind::note, n.ref))
                 throw refusal{field, field + " names a note that already exists"};
             insert_note(n, c);
         }
@@ -412,9 +413,10 @@ private:
             set["body"] = *n.body;
         if (n.title)
             set["title"] = *n.title;
-        enqueue(n.ref.ghl_id ? "update" : "create", "note", id, {{"set", std::move(set)}});
+        enqueue(n.ref.ghl_id ? "update" : "create", entity_kind::note, id,
+                {{"set", std::move(set)}});
         hit("after_outbox");
-        change("note", id, "created");
+        change(entity_kind::note, id, "created");
     }
 
     void contact_created(const event& ev, bool lead) {
@@ -458,11 +460,11 @@ private:
         if (lead)
             payload["lead"] = true; // find by email/phone first, then create or update
         // A contact GHL already knows (or one Speak4 re-created) is updated, not created again.
-        enqueue(existing || c.ghl_id ? "update" : "create", "contact", c.id, payload);
+        enqueue(existing || c.ghl_id ? "update" : "create", entity_kind::contact, c.id, payload);
         if (lead)
-            enqueue("pull", "contact", c.id, {{"children", true}});
+            enqueue("pull", entity_kind::contact, c.id, {{"children", true}});
         hit("after_outbox");
-        change("contact", c.id, kind);
+        change(entity_kind::contact, c.id, kind);
         attach_notes(ev, c);
     }
 
@@ -473,13 +475,13 @@ private:
         if (!ev.changes.empty()) {
             bj::object set = write_contact_changes(c, ev.changes);
             hit("after_mirror");
-            enqueue("update", "contact", c.id, {{"set", std::move(set)}});
+            enqueue("update", entity_kind::contact, c.id, {{"set", std::move(set)}});
             hit("after_outbox");
-            change("contact", c.id, "updated");
+            change(entity_kind::contact, c.id, "updated");
         }
         attach_notes(ev, c);
         if (ev.pull)
-            enqueue("pull", "contact", c.id, {{"children", true}});
+            enqueue("pull", entity_kind::contact, c.id, {{"children", true}});
     }
 
     void contact_deleted(const event& ev) {
@@ -489,14 +491,14 @@ private:
         u.bind(2, c.id);
         u.exec();
         hit("after_mirror");
-        enqueue("delete", "contact", c.id, {});
+        enqueue("delete", entity_kind::contact, c.id, {});
         hit("after_outbox");
-        change("contact", c.id, "deleted");
+        change(entity_kind::contact, c.id, "deleted");
     }
 
     void contact_opened(const event& ev) {
         contact_row c = require_contact(ev.contact);
-        enqueue("pull", "contact", c.id, {{"children", true}});
+        enqueue("pull", entity_kind::contact, c.id, {{"children", true}});
     }
 
     void contact_tags(const event& ev, bool add) {
@@ -519,15 +521,16 @@ private:
         u.bind(3, c.id);
         u.exec();
         hit("after_mirror");
-        enqueue(add ? "tag_add" : "tag_remove", "contact", c.id, {{"tags", std::move(named)}});
+        enqueue(add ? "tag_add" : "tag_remove", entity_kind::contact, c.id,
+                {{"tags", std::move(named)}});
         hit("after_outbox");
-        change("contact", c.id, add ? "tagged" : "untagged");
+        change(entity_kind::contact, c.id, add ? "tagged" : "untagged");
     }
 
     void note_created(const event& ev) {
         contact_row c = require_contact(ev.contact);
         const auto& n = ev.notes.at(0);
-        if (find_child("notes", n.ref))
+        if (find_child(entity_kind::note, n.ref))
             throw refusal{ref_field(n.ref, "note"),
                           ref_field(n.ref, "note") + " names a note that already exists"};
         insert_note(n, c);
@@ -536,7 +539,7 @@ private:
     void note_updated(const event& ev) {
         contact_row c = require_contact(ev.contact);
         const auto& n = ev.notes.at(0);
-        child_row r = require_child("notes", "note", n.ref, c);
+        child_row r = require_child(entity_kind::note, n.ref, c);
         bj::object set;
         if (n.body) {
             auto& u = s_.get("UPDATE notes SET body = ? WHERE id = ?");
@@ -552,32 +555,33 @@ private:
             u.exec();
             set["title"] = *n.title;
         }
-        touch("notes", r.id);
+        touch(entity_kind::note, r.id);
         hit("after_mirror");
-        enqueue("update", "note", r.id, {{"set", std::move(set)}});
+        enqueue("update", entity_kind::note, r.id, {{"set", std::move(set)}});
         hit("after_outbox");
-        change("note", r.id, "updated");
+        change(entity_kind::note, r.id, "updated");
     }
 
     void note_deleted(const event& ev) {
         contact_row c = require_contact(ev.contact);
-        child_row r = require_child("notes", "note", ev.notes.at(0).ref, c);
-        mark_deleted("notes", r.id);
+        child_row r = require_child(entity_kind::note, ev.notes.at(0).ref, c);
+        mark_deleted(entity_kind::note, r.id);
         hit("after_mirror");
-        enqueue("delete", "note", r.id, {});
+        enqueue("delete", entity_kind::note, r.id, {});
         hit("after_outbox");
-        change("note", r.id, "deleted");
+        change(entity_kind::note, r.id, "deleted");
     }
 
-    void touch(const char* table, std::int64_t id) {
-        auto& u = s_.get(std::string("UPDATE ") + table + " SET updated_at = ? WHERE id = ?");
+    void touch(entity_kind kind, std::int64_t id) {
+        auto& u =
+            s_.get("UPDATE " + std::string(table_of(kind)) + " SET updated_at = ? WHERE id = ?");
         u.bind(1, now_);
         u.bind(2, id);
         u.exec();
     }
 
-    void mark_deleted(const char* table, std::int64_t id) {
-        auto& u = s_.get(std::string("UPDATE ") + table +
+    void mark_deleted(entity_kind kind, std::int64_t id) {
+        auto& u = s_.get("UPDATE " + std::string(table_of(kind)) +
                          " SET deleted = 1, updated_at = ? WHERE id = ?");
         u.bind(1, now_);
         u.bind(2, id);
@@ -621,7 +625,7 @@ private:
     void task_created(const event& ev) {
         contact_row c = require_contact(ev.contact);
         const task_data& t = *ev.task;
-        if (find_child("tasks", t.ref))
+        if (find_child(entity_kind::task, t.ref))
             throw refusal{ref_field(t.ref, "task"),
                           ref_field(t.ref, "task") + " names a task that already exists"};
         auto& ins = s_.get("INSERT INTO tasks(speak4_id, ghl_id, contact_id, created_at, "
@@ -640,24 +644,25 @@ private:
         bj::object set = task_set(t);
         if (!set.contains("completed"))
             set["completed"] = false; // required by CreateTaskParams
-        enqueue(t.ref.ghl_id ? "update" : "create", "task", id, {{"set", std::move(set)}});
+        enqueue(t.ref.ghl_id ? "update" : "create", entity_kind::task, id,
+                {{"set", std::move(set)}});
         hit("after_outbox");
-        change("task", id, "created");
+        change(entity_kind::task, id, "created");
     }
 
     void task_updated(const event& ev) {
         contact_row c = require_contact(ev.contact);
-        child_row r = require_child("tasks", "task", ev.task->ref, c);
+        child_row r = require_child(entity_kind::task, ev.task->ref, c);
         write_task_fields(r.id, *ev.task);
         hit("after_mirror");
-        enqueue("update", "task", r.id, {{"set", task_set(*ev.task)}});
+        enqueue("update", entity_kind::task, r.id, {{"set", task_set(*ev.task)}});
         hit("after_outbox");
-        change("task", r.id, "updated");
+        change(entity_kind::task, r.id, "updated");
     }
 
     void task_completed(const event& ev) {
         contact_row c = require_contact(ev.contact);
-        child_row r = require_child("tasks", "task", ev.task->ref, c);
+        child_row r = require_child(entity_kind::task, ev.task->ref, c);
         const bool done = ev.task->completed.value_or(true);
         auto& u = s_.get("UPDATE tasks SET completed = ?, updated_at = ? WHERE id = ?");
         u.bind(1, done ? 1 : 0);
@@ -665,19 +670,19 @@ private:
         u.bind(3, r.id);
         u.exec();
         hit("after_mirror");
-        enqueue("complete", "task", r.id, {{"completed", done}});
+        enqueue("complete", entity_kind::task, r.id, {{"completed", done}});
         hit("after_outbox");
-        change("task", r.id, "completed");
+        change(entity_kind::task, r.id, "completed");
     }
 
     void task_deleted(const event& ev) {
         contact_row c = require_contact(ev.contact);
-        child_row r = require_child("tasks", "task", ev.task->ref, c);
-        mark_deleted("tasks", r.id);
+        child_row r = require_child(entity_kind::task, ev.task->ref, c);
+        mark_deleted(entity_kind::task, r.id);
         hit("after_mirror");
-        enqueue("delete", "task", r.id, {});
+        enqueue("delete", entity_kind::task, r.id, {});
         hit("after_outbox");
-        change("task", r.id, "deleted");
+        change(entity_kind::task, r.id, "deleted");
     }
 
     store::statement_cache& s_;

@@ -333,7 +333,7 @@ void mirror::set_fetched_at(sys_time t) {
     fetched_at_ = format_iso8601(t);
 }
 
-mirror::pending_map mirror::pending_fields(std::string_view entity, std::int64_t id) {
+mirror::pending_map mirror::pending_fields(entity_kind entity, std::int64_t id) {
     pending_map out;
     // Rows done since the copy was read count only if they reached GHL (a row settled by a
     // conflict or skipped without a call has attempts = 0).
@@ -342,7 +342,7 @@ mirror::pending_map mirror::pending_fields(std::string_view entity, std::int64_t
         "AND entity_id = ?2 AND (state IN ('pending', 'inflight') OR (state = 'done' "
         "AND attempts > 0 AND ?3 IS NOT NULL AND updated_at >= ?3)) "
         "AND op IN ('create', 'update', 'tag_add', 'tag_remove', 'complete') ORDER BY id");
-    q.bind(1, std::string(entity));
+    q.bind(1, std::string(to_string(entity)));
     q.bind(2, id);
     if (fetched_at_)
         q.bind(3, *fetched_at_);
@@ -437,7 +437,7 @@ bool mirror::is_own_write(const pending_field& p, const std::string& field, cons
     return false;
 }
 
-void mirror::drop_pending_field(std::string_view entity, const std::string& field,
+void mirror::drop_pending_field(entity_kind entity, const std::string& field,
                                 const pending_field& p) {
     for (const std::int64_t row : p.rows) {
         auto& q = stmts_.get("SELECT op, state, payload FROM outbox WHERE id = ?");
@@ -451,8 +451,9 @@ void mirror::drop_pending_field(std::string_view entity, const std::string& fiel
         if (state != "pending") {
             // Already claimed by the dispatcher: its request is built. If it lands after GHL's
             // change, GHL ends up with the local value and the next pull brings that back.
-            log::warn("remote won a conflict but the local change is already in flight",
-                      {{"entity", std::string(entity)}, {"field", field}, {"outbox_id", row}});
+            log::warn(
+                "remote won a conflict but the local change is already in flight",
+                {{"entity", std::string(to_string(entity))}, {"field", field}, {"outbox_id", row}});
             continue;
         }
         bool settle = false;
@@ -503,7 +504,7 @@ void mirror::drop_pending_field(std::string_view entity, const std::string& fiel
     }
 }
 
-mirror::flat mirror::merge(std::string_view entity, std::int64_t id, const flat& local,
+mirror::flat mirror::merge(entity_kind entity, std::int64_t id, const flat& local,
                            const flat& remote, const std::optional<flat>& previous,
                            const std::set<std::string>& invalid,
                            std::optional<sys_time> remote_updated, int& conflicts) {
@@ -559,7 +560,7 @@ mirror::flat mirror::merge(std::string_view entity, std::int64_t id, const flat&
             break;
         }
         }
-        conflict_record c{std::string(entity),
+        conflict_record c{std::string(to_string(entity)),
                           id,
                           k,
                           value_text(l),
@@ -667,8 +668,8 @@ contact_result mirror::apply_contact(const ghl::contact& c, prepared_contact pre
 
     // A new contact takes the remote values as they are (moved: `remote.values` is not read
     // again).
-    flat merged = row_id ? merge("contact", *row_id, local, remote.values, previous, remote.invalid,
-                                 c.date_updated, res.conflicts)
+    flat merged = row_id ? merge(entity_kind::contact, *row_id, local, remote.values, previous,
+                                 remote.invalid, c.date_updated, res.conflicts)
                          : std::move(remote.values);
     if (!row_id) {
         // Nothing local to keep for malformed fields of a new contact: they stay empty.
@@ -784,13 +785,13 @@ namespace {
 
 /// Describes one child table for the shared apply loop.
 struct child_spec {
-    const char* entity; // "task" | "note"
+    entity_kind entity; // task | note
     const char* table;  // "tasks" | "notes"
     // GHL field -> column, and the expected type.
     std::vector<std::tuple<std::string, std::string, want>> fields;
 };
 
-const child_spec task_spec{"task",
+const child_spec task_spec{entity_kind::task,
                            "tasks",
                            {{"title", "title", want::string},
                             {"body", "body", want::string},
@@ -799,7 +800,7 @@ const child_spec task_spec{"task",
                             {"assignedTo", "assigned_to", want::string}}};
 
 const child_spec note_spec{
-    "note", "notes", {{"body", "body", want::string}, {"title", "title", want::string}}};
+    entity_kind::note, "notes", {{"body", "body", want::string}, {"title", "title", want::string}}};
 
 flat_record flatten_remote_child(const child_spec& spec, const bj::object& o) {
     flat_record r;
@@ -809,7 +810,7 @@ flat_record flatten_remote_child(const child_spec& spec, const bj::object& o) {
             r.values[name] = normalized_time(r.values[name]);
     }
     // GHL omits `completed` on some task payloads; absent means not completed.
-    if (spec.entity == std::string_view("task") && r.values["completed"].is_null() &&
+    if (spec.entity == entity_kind::task && r.values["completed"].is_null() &&
         !r.invalid.count("completed"))
         r.values["completed"] = false;
     return r;
@@ -823,7 +824,7 @@ children_result mirror::apply_tasks(std::int64_t contact_id, const std::vector<g
     items.reserve(tasks.size());
     for (const auto& t : tasks)
         items.push_back({&t.id, &t.raw});
-    return apply_children("task", contact_id, items, listed_at);
+    return apply_children(entity_kind::task, contact_id, items, listed_at);
 }
 
 children_result mirror::apply_notes(std::int64_t contact_id, const std::vector<ghl::note>& notes,
@@ -832,12 +833,12 @@ children_result mirror::apply_notes(std::int64_t contact_id, const std::vector<g
     items.reserve(notes.size());
     for (const auto& n : notes)
         items.push_back({&n.id, &n.raw});
-    return apply_children("note", contact_id, items, listed_at);
+    return apply_children(entity_kind::note, contact_id, items, listed_at);
 }
 
-children_result mirror::apply_children(std::string_view entity, std::int64_t contact_id,
+children_result mirror::apply_children(entity_kind entity, std::int64_t contact_id,
                                        const std::vector<child_input>& items, sys_time listed_at) {
-    const child_spec& spec = entity == "task" ? task_spec : note_spec;
+    const child_spec& spec = entity == entity_kind::task ? task_spec : note_spec;
     children_result res;
     const std::string table = spec.table;
     std::string columns;
@@ -851,7 +852,7 @@ children_result mirror::apply_children(std::string_view entity, std::int64_t con
         if (!seen.insert(ghl_id).second)
             continue; // listed twice: once is enough
         flat_record remote = flatten_remote_child(spec, raw_obj);
-        log_invalid(spec.entity, ghl_id, remote.invalid, raw_obj);
+        log_invalid(to_string(spec.entity), ghl_id, remote.invalid, raw_obj);
 
         auto& q = stmts_.get("SELECT id, deleted, raw" + columns + " FROM " + table +
                              " WHERE ghl_id = ?");
@@ -937,10 +938,10 @@ children_result mirror::apply_children(std::string_view entity, std::int64_t con
         if (!row_id) {
             row_id = db_.getLastInsertRowid();
             ++res.created;
-            change(spec.entity, *row_id, "created");
+            change(to_string(spec.entity), *row_id, "created");
         } else if (changed) {
             ++res.updated;
-            change(spec.entity, *row_id, "updated");
+            change(to_string(spec.entity), *row_id, "updated");
         } else {
             ++res.unchanged;
         }
@@ -948,7 +949,7 @@ children_result mirror::apply_children(std::string_view entity, std::int64_t con
 
     // Removed remotely.
     for (const auto id : mark_unlisted(table, contact_id, seen, listed_at)) {
-        change(spec.entity, id, "deleted");
+        change(to_string(spec.entity), id, "deleted");
         ++res.deleted;
     }
     return res;

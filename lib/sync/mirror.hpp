@@ -43,6 +43,7 @@
 
 #include "core/clock.hpp"
 #include "core/config.hpp"
+#include "core/entity.hpp"
 #include "ghl/model.hpp"
 #include "store/statement_cache.hpp"
 #include "sync/outbox.hpp"
@@ -196,9 +197,9 @@ private:
     using pending_map = std::map<std::string, pending_field>;
     using flat = std::map<std::string, boost::json::value>;
 
-    pending_map pending_fields(std::string_view entity, std::int64_t id);
+    pending_map pending_fields(entity_kind entity, std::int64_t id);
     /// Decides the merged value of every field; records conflicts and settles outbox rows.
-    flat merge(std::string_view entity, std::int64_t id, const flat& local, const flat& remote,
+    flat merge(entity_kind entity, std::int64_t id, const flat& local, const flat& remote,
                const std::optional<flat>& previous, const std::set<std::string>& invalid,
                std::optional<sys_time> remote_updated, int& conflicts);
     static bool is_own_write(const pending_field& p, const std::string& field,
@@ -208,14 +209,13 @@ private:
     std::vector<std::int64_t> mark_unlisted(const std::string& table, std::int64_t contact_id,
                                             const std::set<std::string>& listed,
                                             sys_time listed_at);
-    void drop_pending_field(std::string_view entity, const std::string& field,
-                            const pending_field& p);
+    void drop_pending_field(entity_kind entity, const std::string& field, const pending_field& p);
     void change(std::string_view entity, std::int64_t id, std::string_view kind);
     struct child_input {
         const std::string* id;
         const boost::json::object* raw;
     };
-    children_result apply_children(std::string_view entity, std::int64_t contact_id,
+    children_result apply_children(entity_kind entity, std::int64_t contact_id,
                                    const std::vector<child_input>& items, sys_time listed_at);
 
     SQLite::Database& db_;

@@ -74,10 +74,6 @@ struct row {
     std::string created_at;
 };
 
-const char* table_of(const std::string& entity) {
-    return entity == "task" ? "tasks" : entity == "note" ? "notes" : "contacts";
-}
-
 } // namespace
 
 std::string_view to_string(action a) {
@@ -248,9 +244,10 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     heads.bind(1, now_s);
     heads.bind(2, cutoff);
     heads.bind(3, max_items);
-    std::vector<std::pair<std::string, std::int64_t>> entities;
+    std::vector<std::pair<entity_kind, std::int64_t>> entities;
     while (heads.executeStep())
-        entities.emplace_back(heads.getColumn(0).getString(), heads.getColumn(1).getInt64());
+        if (const auto kind = parse_entity_kind(heads.getColumn(0).getString()))
+            entities.emplace_back(*kind, heads.getColumn(1).getInt64());
 
     std::vector<work_item> items;
     auto& rows_q = stmts_.get(
@@ -261,7 +258,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                    "WHERE id = ?");
     for (const auto& [entity, entity_id] : entities) {
         rows_q.reset();
-        rows_q.bind(1, entity);
+        rows_q.bind(1, std::string(to_string(entity)));
         rows_q.bind(2, entity_id);
         std::vector<row> rows;
         while (rows_q.executeStep())
@@ -277,7 +274,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         item.ctx.entity = entity;
         item.ctx.id = entity_id;
         // Mirror context: ids and what a lookup needs.
-        if (entity == "contact") {
+        if (entity == entity_kind::contact) {
             auto& c = stmts_.get(
                 "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
             c.bind(1, entity_id);
@@ -289,11 +286,12 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                 item.ctx.last_name = opt_text(c.getColumn(4));
             }
         } else {
-            const std::string t = table_of(entity);
-            auto& c = stmts_.get("SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
-                                 std::string(entity == "task" ? ", x.due_date" : ", NULL") +
-                                 ", c.deleted FROM " + t +
-                                 " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
+            const std::string t(table_of(entity));
+            auto& c =
+                stmts_.get("SELECT x.ghl_id, x.contact_id, c.ghl_id, x.title, x.body" +
+                           std::string(entity == entity_kind::task ? ", x.due_date" : ", NULL") +
+                           ", c.deleted FROM " + t +
+                           " x JOIN contacts c ON c.id = x.contact_id WHERE x.id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
@@ -319,7 +317,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             std::find_if(rows.begin(), rows.end(), [](const row& r) { return r.op == "delete"; });
         bool skip_call = false;
         std::string skip_reason = "never created in GHL: nothing to delete";
-        if (entity != "contact" && contact_deleted && !item.ctx.contact_ghl_id) {
+        if (entity != entity_kind::contact && contact_deleted && !item.ctx.contact_ghl_id) {
             // The contact was deleted before it ever reached GHL (its delete absorbed its
             // create): its tasks and notes have nowhere to go and nothing to undo.
             n = rows.size();
@@ -406,10 +404,11 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             }
             continue;
         }
-        if (entity != "contact" && !item.ctx.contact_ghl_id)
+        if (entity != entity_kind::contact && !item.ctx.contact_ghl_id)
             dead_reason = "its contact has no GHL id (the contact's create is dead or was dropped)";
         else if (needs_own_id && !item.ctx.ghl_id)
-            dead_reason = "the " + entity + " has no GHL id (its create is dead or was dropped)";
+            dead_reason = "the " + std::string(to_string(entity)) +
+                          " has no GHL id (its create is dead or was dropped)";
         for (auto id : item.rows) {
             mark.reset();
             mark.bind(1, dead_reason ? "dead" : "inflight");
@@ -421,8 +420,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             mark.exec();
         }
         if (dead_reason) {
-            log::warn("outbox row dead",
-                      {{"outbox_id", item.first_row}, {"entity", entity}, {"error", *dead_reason}});
+            log::warn("outbox row dead", {{"outbox_id", item.first_row},
+                                          {"entity", std::string(to_string(entity))},
+                                          {"error", *dead_reason}});
             continue;
         }
         items.push_back(std::move(item));
@@ -504,7 +504,8 @@ void outbox_store::record(const work_item& item, const outcome& out,
     // Audit: one row per HTTP request sent, committed with the outcome it led to.
     write_audit_rows(stmts_, audit, now_s);
 
-    const char* table = table_of(item.ctx.entity);
+    const std::string table(table_of(item.ctx.entity));
+    const std::string entity(to_string(item.ctx.entity));
     const int attempts = item.attempts + 1;
     std::string state = "done";
     std::string next = now_s;
@@ -559,13 +560,13 @@ void outbox_store::record(const work_item& item, const outcome& out,
     if (state == "dead")
         log::warn("outbox row dead", {{"outbox_id", item.first_row},
                                       {"op", std::string(to_string(item.act))},
-                                      {"entity", item.ctx.entity},
+                                      {"entity", entity},
                                       {"error", error.value_or("")}});
 
     auto change = [&](const char* kind, const char* source) {
         auto& c = stmts_.get(
             "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
-        c.bind(1, item.ctx.entity);
+        c.bind(1, entity);
         c.bind(2, item.ctx.id);
         c.bind(3, kind);
         c.bind(4, source);
@@ -575,7 +576,7 @@ void outbox_store::record(const work_item& item, const outcome& out,
 
     if (out.gone) {
         // The record no longer exists in GHL: the mirror says so too.
-        auto& d = stmts_.get(std::string("UPDATE ") + table +
+        auto& d = stmts_.get("UPDATE " + table +
                              " SET deleted = 1, updated_at = ? WHERE id = ? AND deleted = 0");
         d.bind(1, now_s);
         d.bind(2, item.ctx.id);
@@ -585,15 +586,14 @@ void outbox_store::record(const work_item& item, const outcome& out,
     if (out.what == outcome::kind::done && !out.gone && item.act != action::pull) {
         // Write-back: the GHL id, GHL's timestamp and the record as GHL returned it.
         if (out.ghl_id && out.ghl_id != item.ctx.ghl_id) {
-            auto& other = stmts_.get(std::string("SELECT id FROM ") + table +
-                                     " WHERE ghl_id = ? AND id <> ?");
+            auto& other = stmts_.get("SELECT id FROM " + table + " WHERE ghl_id = ? AND id <> ?");
             other.bind(1, *out.ghl_id);
             other.bind(2, item.ctx.id);
             if (other.executeStep()) {
                 // Another mirror row (pulled before this push linked it) holds the id: fold it
                 // into this one so one GHL record has one mirror row.
                 const std::int64_t dup = other.getColumn(0).getInt64();
-                if (item.ctx.entity == "contact") {
+                if (item.ctx.entity == entity_kind::contact) {
                     // Everything that points at the duplicate (foreign keys) moves over first.
                     for (const char* child : {"tasks", "notes", "appointments"}) {
                         auto& m = stmts_.get(std::string("UPDATE ") + child +
@@ -615,20 +615,20 @@ void outbox_store::record(const work_item& item, const outcome& out,
                 auto& mo = stmts_.get(
                     "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
                 mo.bind(1, item.ctx.id);
-                mo.bind(2, item.ctx.entity);
+                mo.bind(2, entity);
                 mo.bind(3, dup);
                 mo.exec();
-                auto& del = stmts_.get(std::string("DELETE FROM ") + table + " WHERE id = ?");
+                auto& del = stmts_.get("DELETE FROM " + table + " WHERE id = ?");
                 del.bind(1, dup);
                 del.exec();
             }
-            auto& g = stmts_.get(std::string("UPDATE ") + table + " SET ghl_id = ? WHERE id = ?");
+            auto& g = stmts_.get("UPDATE " + table + " SET ghl_id = ? WHERE id = ?");
             g.bind(1, *out.ghl_id);
             g.bind(2, item.ctx.id);
             g.exec();
         }
         auto& w = stmts_.get(
-            std::string("UPDATE ") + table +
+            "UPDATE " + table +
             " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
             "updated_at = ? WHERE id = ?");
         if (out.remote_updated_at)

@@ -4,6 +4,7 @@
 // mirror write-back in one transaction. Everything here is synchronous SQLite work that runs on
 // the database thread; the network side lives in dispatcher.hpp.
 
+#include "core/entity.hpp"
 #include "core/time.hpp"
 #include "store/statement_cache.hpp"
 
@@ -25,7 +26,7 @@ std::string_view to_string(action a);
 
 /// The identity and current mirror data of the entity a work item is about.
 struct entity_context {
-    std::string entity;                        ///< contact | task | note
+    entity_kind entity = entity_kind::contact;
     std::int64_t id = 0;                       ///< mirror row id
     std::optional<std::string> ghl_id;         ///< the entity's GHL id, when known
     std::optional<std::string> contact_ghl_id; ///< tasks and notes: their contact's GHL id

@@ -562,7 +562,7 @@ TEST_F(pull_test, pull_contact_fetches_children_and_notices_a_remote_delete) {
 
     sync::work_item item;
     item.act = sync::action::pull;
-    item.ctx.entity = "contact";
+    item.ctx.entity = entity_kind::contact;
     item.ctx.ghl_id = id;
     item.children = true;
     auto c = user_client();

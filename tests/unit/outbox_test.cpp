@@ -138,12 +138,12 @@ TEST_F(outbox_test, a_task_waits_for_its_contacts_ghl_id) {
         R"({"type":"task.created","contact":{"speak4_id":"s4-1"},"task":{"speak4_id":"t-1","title":"Call","dueDate":"2026-12-01T15:00:00Z"}})");
     auto first = claim();
     ASSERT_EQ(first.size(), 1u);
-    EXPECT_EQ(first[0].ctx.entity, "contact");
+    EXPECT_EQ(first[0].ctx.entity, entity_kind::contact);
     EXPECT_TRUE(claim().empty()); // the task waits
     finish(first[0], done("ghlContact0000000001"));
     auto second = claim();
     ASSERT_EQ(second.size(), 1u);
-    EXPECT_EQ(second[0].ctx.entity, "task");
+    EXPECT_EQ(second[0].ctx.entity, entity_kind::task);
     EXPECT_EQ(second[0].act, sync::action::create);
     EXPECT_EQ(second[0].ctx.contact_ghl_id.value_or(""), "ghlContact0000000001");
     EXPECT_EQ(second[0].set.at("title").as_string(), "Call");

@@ -108,7 +108,7 @@ TEST_F(sql_hygiene_test, hostile_strings_travel_every_path_as_bound_values_only)
     ASSERT_FALSE(items.empty());
     for (const auto& item : items) {
         sync::outcome out;
-        if (item.ctx.entity == "contact") {
+        if (item.ctx.entity == entity_kind::contact) {
             out.ghl_id = "g-" + quote;
             out.raw = bj::parse(R"({"id":)" + json_str("g-" + quote) + R"(,"firstName":)" +
                                 json_str(quote) + "}")

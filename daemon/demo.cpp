@@ -1,4 +1,4 @@
-#include "app/demo.hpp"
+#include "demo.hpp"
 
 #include "app/daemon.hpp"
 #include "core/json.hpp"
