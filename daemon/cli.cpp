@@ -365,28 +365,8 @@ int cmd_emit(const invocation& inv) {
     return rejected ? static_cast<int>(exit_code::data_err) : 0;
 }
 
-/// The auth block of `status` and `auth status`.
-struct auth_view {
-    std::string state = "ok";
-    std::optional<std::string> expires_at;
-    std::optional<std::string> reason;
-};
-
-auth_view read_auth(const config& cfg, const store::status_snapshot& s) {
-    // A private token has no expiry; OAuth reads the stored token set.
-    auth_view v;
-    if (cfg.ghl.auth != auth_mode::oauth)
-        return v;
-    v.state = "needs_reauth";
-    v.reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
-    for (const auto& o : s.oauth)
-        if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
-            v.state = o.state;
-            v.reason = o.reason;
-            v.expires_at = o.expires_at;
-        }
-    return v;
-}
+using store::auth_view;
+using store::read_auth;
 
 int cmd_status_auth(const invocation& inv, const config& cfg) {
     bool as_json = false;
@@ -448,32 +428,7 @@ int cmd_status(const invocation& inv) {
     const auto rl_daily = cursor_int("rate_limit.daily_remaining");
 
     if (as_json) {
-        bj::object cursors;
-        for (const auto& [k, v] : s.cursors)
-            cursors[k] = v;
-        bj::object out{
-            {"queue",
-             {{"pending", s.queue.pending},
-              {"inflight", s.queue.inflight},
-              {"done", s.queue.done},
-              {"dead", s.queue.dead}}},
-            {"cursors", std::move(cursors)},
-            {"last_pull_at", s.last_pull_at ? bj::value(*s.last_pull_at) : bj::value(nullptr)},
-            {"rate_limit",
-             {{"remaining", rl_remaining ? bj::value(*rl_remaining) : bj::value(nullptr)},
-              {"daily_remaining", rl_daily ? bj::value(*rl_daily) : bj::value(nullptr)}}},
-            {"auth",
-             {{"mode", to_string(cfg.ghl.auth)},
-              {"state", auth_state},
-              {"expires_at", expires_at ? bj::value(*expires_at) : bj::value(nullptr)}}},
-            {"changes_seq", s.changes_seq},
-            {"mirror", {{"contacts", s.contacts}, {"tasks", s.tasks}, {"notes", s.notes}}},
-            {"schema_version", s.schema_version},
-            {"database", cfg.database.path.string()},
-        };
-        if (auth_reason)
-            out["auth"].as_object()["reason"] = *auth_reason;
-        std::printf("%s\n", bj::serialize(out).c_str());
+        std::printf("%s\n", bj::serialize(store::status_json(cfg, s)).c_str());
         return 0;
     }
     std::printf("database   %s (schema v%d)\n", cfg.database.path.c_str(), s.schema_version);

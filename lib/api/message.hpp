@@ -59,9 +59,10 @@ struct reply {
     std::string body;
     std::string_view content_type = "application/json";
     bool close = false;
-    std::string_view allow;        // 405: the methods the route takes
-    bool www_authenticate = false; // 401 on /v1/*
-    int retry_after = 0;           // seconds; 0 = no header
+    std::string_view allow;         // 405: the methods the route takes
+    bool www_authenticate = false;  // 401 on /v1/*
+    int retry_after = 0;            // seconds; 0 = no header
+    std::string_view extra_headers; // raw "Name: value\r\n" lines (the console's policies)
 };
 
 /// A JSON reply with this status.

@@ -169,6 +169,10 @@ std::string_view route_label(std::string_view path) {
     for (auto r : routes)
         if (path == r)
             return r;
+    if (path.starts_with("/v1/admin/"))
+        return "/v1/admin";
+    if (path == "/console" || path.starts_with("/console/"))
+        return "/console";
     return "other";
 }
 

@@ -50,6 +50,7 @@ server_options server_options::from_config(const config& cfg, const secrets& sec
         throw config_error("api.listen", 0,
                            "api.listen: '" + cfg.api.listen + "' is not host:port or [ipv6]:port");
     o.listen = cfg.api.listen;
+    o.settings = cfg;
     o.api_token = sec.api_token;
     o.field_map = cfg.rules.field_map;
     o.webhooks_enabled = cfg.webhooks.enabled;
@@ -83,6 +84,10 @@ route route_of(std::string_view path) {
         return route::metrics;
     if (path == "/webhooks/ghl")
         return route::webhook;
+    if (path.starts_with("/v1/admin/"))
+        return route::admin;
+    if (path == "/console" || path.starts_with("/console/"))
+        return route::console;
     return route::none;
 }
 
@@ -121,12 +126,12 @@ std::optional<reply> routes::precheck(route rt, const request& req) const {
     if (rt == route::none)
         return error_reply(status::not_found, "not_found",
                            "no such endpoint: " + clip(target_path(req.target)) +
-                               " (try /v1/events, /v1/changes, /healthz, /metrics)");
+                               " (try /v1/events, /v1/changes, /healthz, /metrics, /console/)");
     if (rt == route::webhook && !opt_.webhooks_enabled)
         return error_reply(status::not_found, "not_found",
                            "webhooks are disabled (webhooks.enabled = false)");
 
-    if (rt == route::events || rt == route::changes) {
+    if (rt == route::events || rt == route::changes || rt == route::admin) {
         reply r;
         if (opt_.api_token.empty()) {
             r = error_reply(status::unauthorized, "unauthorized",
@@ -150,6 +155,25 @@ std::optional<reply> routes::precheck(route rt, const request& req) const {
         }
     }
 
+    if (rt == route::admin) {
+        // Authenticated first: an unknown admin route answers 404 only to a token holder.
+        const auto want = admin_method(target_path(req.target));
+        if (!want)
+            return error_reply(status::not_found, "not_found",
+                               "no such admin endpoint: " + clip(target_path(req.target)) +
+                                   " (see README: /v1/admin/overview, series, dead, audit, "
+                                   "conflicts, contact, outbox/{id}/retry|drop)");
+        if (req.method != *want) {
+            const bool post = *want == method::post;
+            reply r = error_reply(status::method_not_allowed, "method_not_allowed",
+                                  "method " + clip(req.method_name, 16) + " is not allowed on " +
+                                      clip(target_path(req.target)) + " (use " +
+                                      (post ? "POST" : "GET") + ")");
+            r.allow = post ? "POST" : "GET";
+            return r;
+        }
+        return std::nullopt;
+    }
     const bool post_route = takes_body(rt);
     if (post_route ? req.method != method::post : req.method != method::get) {
         reply r = error_reply(status::method_not_allowed, "method_not_allowed",
@@ -159,7 +183,8 @@ std::optional<reply> routes::precheck(route rt, const request& req) const {
         r.allow = post_route ? "POST" : "GET";
         return r;
     }
-    if (rt == route::changes || rt == route::healthz || rt == route::metrics) {
+    if (rt == route::changes || rt == route::healthz || rt == route::metrics ||
+        rt == route::console) {
         return std::nullopt;
     }
     if (req.target != target_path(req.target) && rt == route::events)
@@ -180,6 +205,10 @@ net::awaitable<reply> routes::dispatch(route rt, request& req) {
         co_return co_await get_metrics();
     case route::webhook:
         co_return co_await post_webhook(req);
+    case route::admin:
+        co_return co_await admin(req);
+    case route::console:
+        co_return console(req);
     case route::none:
         break;
     }

@@ -4,7 +4,8 @@
 // its body is read (shutting down, unknown route, token, method), then dispatch()es it. The
 // handlers live in one file per concern: routes.cpp (the table, authentication, options),
 // events.cpp (POST /v1/events and its group commit), changes.cpp (GET /v1/changes and its
-// long-poll), webhooks.cpp (POST /webhooks/ghl), health_metrics.cpp (GET /healthz, /metrics).
+// long-poll), webhooks.cpp (POST /webhooks/ghl), health_metrics.cpp (GET /healthz, /metrics),
+// admin.cpp (/v1/admin/…, the console's JSON), console.cpp (the console's embedded files).
 // None of them includes Beast.
 //
 // Threading: every member runs on the server's strand (the executor given to the constructor),
@@ -32,13 +33,15 @@
 
 namespace speak4::api {
 
-enum class route { none, events, changes, healthz, metrics, webhook };
+enum class route { none, events, changes, healthz, metrics, webhook, admin, console };
 
 /// The route of a request path (without its query).
 route route_of(std::string_view path);
 /// Whether the route reads a request body (POST routes); others read at most a small one and
 /// ignore it.
 bool takes_body(route r);
+/// The method an admin path takes (admin.cpp), or nullopt for an unknown admin route (404).
+std::optional<method> admin_method(std::string_view path);
 
 /// Resets every statement of the connection that is still stepping. A SELECT that returned a
 /// row and was not reset keeps its read transaction open after the job's COMMIT, pinning an old
@@ -105,6 +108,10 @@ private:
     boost::asio::awaitable<reply> post_webhook(const request& req);
     // health_metrics.cpp
     reply healthz();
+    // admin.cpp
+    boost::asio::awaitable<reply> admin(const request& req);
+    // console.cpp
+    reply console(const request& req) const;
     boost::asio::awaitable<reply> get_metrics();
 
     void db_failed(const std::string& what);

@@ -489,6 +489,7 @@ net::awaitable<bool> server::impl::write_reply(connection& c, unsigned version, 
         out += "WWW-Authenticate: Bearer\r\n";
     if (r.retry_after > 0)
         out += "Retry-After: " + std::to_string(r.retry_after) + "\r\n";
+    out.append(r.extra_headers.data(), r.extra_headers.size());
     // HTTP/1.1 keeps the connection unless told "close"; HTTP/1.0 closes it unless told
     // "keep-alive".
     if (version == 10 && !r.close)

@@ -6,6 +6,9 @@
 //   GET  /healthz        200 {"status":"ok"} or 503 {"status":"unhealthy","reason":...}
 //   GET  /metrics        Prometheus text format 0.0.4
 //   POST /webhooks/ghl   GHL webhooks, authenticated by signature (when webhooks.enabled)
+//   GET  /console/       the integration console (static, embedded in the binary; no token)
+//   /v1/admin/...        the JSON the console reads (bearer token; README lists the routes);
+//                        read-only but for POST /v1/admin/outbox/{id}/retry|drop
 //
 // Every error is JSON {"error":{"code":"...","message":"..."}}. Every read has a deadline and a
 // size limit; the number of connections is capped; SQLite is only touched through the
@@ -59,6 +62,10 @@ struct server_options {
     std::chrono::milliseconds write_timeout{30'000};   // writing a response
     std::size_t max_batch = 512;                       // events per group commit
     std::chrono::seconds max_wait{60};                 // longest long-poll of /v1/changes
+
+    /// The daemon's settings as the console shows them (`status --json`'s auth and database,
+    /// the rate budget, the poll interval). Tests may leave the defaults.
+    config settings;
 
     /// Called (on the network thread) for GET /healthz; must be quick and thread-safe. Unset:
     /// healthy unless the server is stopping or its last database access failed.

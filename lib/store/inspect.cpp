@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
+#include <charconv>
 
 namespace speak4::store {
 namespace {
@@ -139,6 +140,63 @@ std::vector<audit_row> list_audit(SQLite::Database& db, std::optional<std::strin
         rows.push_back(std::move(r));
     }
     return rows;
+}
+
+auth_view read_auth(const config& cfg, const status_snapshot& s) {
+    auth_view v;
+    if (cfg.ghl.auth != auth_mode::oauth)
+        return v;
+    v.state = "needs_reauth";
+    v.reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
+    for (const auto& o : s.oauth)
+        if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
+            v.state = o.state;
+            v.reason = o.reason;
+            v.expires_at = o.expires_at;
+        }
+    return v;
+}
+
+boost::json::object status_json(const config& cfg, const status_snapshot& s) {
+    namespace bj = boost::json;
+    const auto opt = [](const auto& o) { return o ? bj::value(*o) : bj::value(nullptr); };
+    const auto cursor_int = [&](const char* name) -> std::optional<long long> {
+        auto it = s.cursors.find(name);
+        if (it == s.cursors.end())
+            return std::nullopt;
+        long long v = 0;
+        auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+        if (ec != std::errc{})
+            return std::nullopt;
+        return v;
+    };
+    const auth_view auth = read_auth(cfg, s);
+    bj::object cursors;
+    for (const auto& [k, v] : s.cursors)
+        cursors[k] = v;
+    bj::object out{
+        {"queue",
+         {{"pending", s.queue.pending},
+          {"inflight", s.queue.inflight},
+          {"done", s.queue.done},
+          {"dead", s.queue.dead}}},
+        {"cursors", std::move(cursors)},
+        {"last_pull_at", opt(s.last_pull_at)},
+        {"rate_limit",
+         {{"remaining", opt(cursor_int("rate_limit.remaining"))},
+          {"daily_remaining", opt(cursor_int("rate_limit.daily_remaining"))}}},
+        {"auth",
+         {{"mode", to_string(cfg.ghl.auth)},
+          {"state", auth.state},
+          {"expires_at", opt(auth.expires_at)}}},
+        {"changes_seq", s.changes_seq},
+        {"mirror", {{"contacts", s.contacts}, {"tasks", s.tasks}, {"notes", s.notes}}},
+        {"schema_version", s.schema_version},
+        {"database", cfg.database.path.string()},
+    };
+    if (auth.reason)
+        out["auth"].as_object()["reason"] = *auth.reason;
+    return out;
 }
 
 } // namespace speak4::store

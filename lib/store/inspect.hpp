@@ -1,7 +1,10 @@
 #pragma once
 // Read and repair operations behind `status`, `queue` and `audit`: what an operator inspects.
 
+#include "core/config.hpp"
+
 #include <SQLiteCpp/Database.h>
+#include <boost/json/object.hpp>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,6 +39,19 @@ struct status_snapshot {
 };
 
 status_snapshot read_status(SQLite::Database& db);
+
+/// The auth block of `status` and `auth status`: a private token has no expiry; OAuth reads the
+/// stored token set of the configured location.
+struct auth_view {
+    std::string state = "ok"; // ok | needs_reauth
+    std::optional<std::string> expires_at;
+    std::optional<std::string> reason;
+};
+auth_view read_auth(const config& cfg, const status_snapshot& s);
+
+/// What `status --json` prints (DESIGN §5), for the CLI and the console's overview alike, so
+/// the two never show different numbers.
+boost::json::object status_json(const config& cfg, const status_snapshot& s);
 
 struct outbox_row {
     long long id = 0;
