@@ -554,7 +554,57 @@ void read_rate_limit(reader& r, const toml::table& t, rate_limit_config& c) {
                  if (auto x = r.integer(n, k, 1, std::numeric_limits<long long>::max(), false))
                      c.daily = *x;
              }},
+            {"pull_share_percent",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_range(c.pull_share_percent, n, k, 1, 99);
+             }},
+            {"push_reserve_percent",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_range(c.push_reserve_percent, n, k, 0, 90);
+             }},
         });
+}
+
+// "24h", "90m", "1h30m", "2d", "45s" (units d, h, m, s; at least one; no sign, no spaces).
+std::optional<std::chrono::seconds> parse_duration(std::string_view s) {
+    if (s.empty())
+        return std::nullopt;
+    long long total = 0;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        long long n = 0;
+        const std::size_t start = i;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+            n = n * 10 + (s[i] - '0');
+            if (n > 100LL * 365 * 86400)
+                return std::nullopt;
+            ++i;
+        }
+        if (i == start || i == s.size())
+            return std::nullopt; // a number without a unit, or a unit without a number
+        long long unit = 0;
+        switch (s[i]) {
+        case 'd':
+            unit = 86400;
+            break;
+        case 'h':
+            unit = 3600;
+            break;
+        case 'm':
+            unit = 60;
+            break;
+        case 's':
+            unit = 1;
+            break;
+        default:
+            return std::nullopt;
+        }
+        ++i;
+        total += n * unit;
+        if (total > 100LL * 365 * 86400)
+            return std::nullopt;
+    }
+    return std::chrono::seconds(total);
 }
 
 // Records the lines of retry.base_ms and retry.max_ms (for the max_ms >= base_ms check).
@@ -574,6 +624,57 @@ void read_retry(reader& r, const toml::table& t, retry_config& c, int& base_line
                      {"max_attempts",
                       [&](const toml::node& n, const std::string& k) {
                           r.set_range(c.max_attempts, n, k, 1, 1000);
+                      }},
+                     {"give_up_after",
+                      [&](const toml::node& n, const std::string& k) {
+                          if (n.is_integer()) {
+                              if (auto x = r.integer(n, k, 1, 100LL * 365 * 86400, true))
+                                  c.give_up_after = std::chrono::seconds(*x);
+                              return;
+                          }
+                          const auto* str = n.as_string();
+                          const auto d = str ? parse_duration(str->get()) : std::nullopt;
+                          if (!d || d->count() < 1)
+                              r.add(k, n,
+                                    "must be a duration such as \"24h\", \"90m\", \"1h30m\" "
+                                    "or \"2d\", or a number of seconds (at least 1)");
+                          else
+                              c.give_up_after = *d;
+                      }},
+                 });
+}
+
+void read_breaker(reader& r, const toml::table& t, breaker_config& c, int& interval_line,
+                  int& max_line, int& window_line, int& min_line) {
+    read_section(r, t, "breaker",
+                 {
+                     {"failure_percent",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_range(c.failure_percent, n, k, 1, 100);
+                      }},
+                     {"window_requests",
+                      [&](const toml::node& n, const std::string& k) {
+                          window_line = line_of(n);
+                          r.set_range(c.window_requests, n, k, 1, 1000);
+                      }},
+                     {"min_requests",
+                      [&](const toml::node& n, const std::string& k) {
+                          min_line = line_of(n);
+                          r.set_range(c.min_requests, n, k, 1, 1000);
+                      }},
+                     {"window_seconds",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_range(c.window_seconds, n, k, 1, 86400);
+                      }},
+                     {"probe_interval_ms",
+                      [&](const toml::node& n, const std::string& k) {
+                          interval_line = line_of(n);
+                          r.set_range(c.probe_interval_ms, n, k, 1, 3600000);
+                      }},
+                     {"probe_max_ms",
+                      [&](const toml::node& n, const std::string& k) {
+                          max_line = line_of(n);
+                          r.set_range(c.probe_max_ms, n, k, 1, 86400000);
                       }},
                  });
 }
@@ -604,6 +705,10 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
              }},
             {"coalesce_ms",
              [&](const toml::node& n, const std::string& k) { r.set_min(c.coalesce_ms, n, k, 0); }},
+            {"index_lag_seconds",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_range(c.index_lag_seconds, n, k, 0, 86400);
+             }},
             {"list_mode", [&](const toml::node& n,
                               const std::string& k) { r.set_enum(c.list_mode, n, k, list_names); }},
             {"fetch_children",
@@ -815,6 +920,8 @@ config parse_config(std::string_view toml_text, std::string_view origin,
     cfg.base_dir = base_dir;
     int base_ms_line = 0;
     int max_ms_line = 0;
+    int probe_interval_line = 0, probe_max_line = 0, window_requests_line = 0,
+        min_requests_line = 0;
 
     using section_reader = std::function<void(const toml::table&)>;
     const std::vector<std::pair<std::string_view, section_reader>> sections = {
@@ -823,6 +930,11 @@ config parse_config(std::string_view toml_text, std::string_view origin,
         {"rate_limit", [&](const toml::table& t) { read_rate_limit(r, t, cfg.rate_limit); }},
         {"retry",
          [&](const toml::table& t) { read_retry(r, t, cfg.retry, base_ms_line, max_ms_line); }},
+        {"breaker",
+         [&](const toml::table& t) {
+             read_breaker(r, t, cfg.breaker, probe_interval_line, probe_max_line,
+                          window_requests_line, min_requests_line);
+         }},
         {"sync", [&](const toml::table& t) { read_sync(r, t, cfg.sync); }},
         {"api", [&](const toml::table& t) { read_api(r, t, cfg.api); }},
         {"webhooks", [&](const toml::table& t) { read_webhooks(r, t, cfg.webhooks, base_dir); }},
@@ -853,6 +965,27 @@ config parse_config(std::string_view toml_text, std::string_view origin,
         else
             r.add("retry.base_ms", base_ms_line,
                   "must be at most retry.max_ms (" + std::to_string(cfg.retry.max_ms) + ")");
+    }
+
+    if (cfg.breaker.probe_max_ms < cfg.breaker.probe_interval_ms) {
+        if (probe_max_line > 0)
+            r.add("breaker.probe_max_ms", probe_max_line,
+                  "must be at least breaker.probe_interval_ms (" +
+                      std::to_string(cfg.breaker.probe_interval_ms) + ")");
+        else
+            r.add("breaker.probe_interval_ms", probe_interval_line,
+                  "must be at most breaker.probe_max_ms (" +
+                      std::to_string(cfg.breaker.probe_max_ms) + ")");
+    }
+    if (cfg.breaker.min_requests > cfg.breaker.window_requests) {
+        if (min_requests_line > 0)
+            r.add("breaker.min_requests", min_requests_line,
+                  "must be at most breaker.window_requests (" +
+                      std::to_string(cfg.breaker.window_requests) + ")");
+        else
+            r.add("breaker.window_requests", window_requests_line,
+                  "must be at least breaker.min_requests (" +
+                      std::to_string(cfg.breaker.min_requests) + ")");
     }
 
     r.throw_if_any();

@@ -19,6 +19,7 @@
 #include "core/log.hpp"
 #include "core/secret.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -63,6 +64,8 @@ struct rate_limit_config {
     int burst = 100;
     int window_seconds = 10;
     long long daily = 200000;
+    int pull_share_percent = 20;   // the pull lane's guaranteed share while pushes wait too
+    int push_reserve_percent = 20; // the part of the burst pulls leave for pushes to come
 
     bool operator==(const rate_limit_config&) const = default;
 };
@@ -70,9 +73,26 @@ struct rate_limit_config {
 struct retry_config {
     int base_ms = 500;
     int max_ms = 300000;
+    /// Accepted so older configs still load; transient failures are never dead-lettered by
+    /// count (DESIGN §9), so it no longer changes anything.
     int max_attempts = 12;
+    /// Transient failures of one outbox row are retried for this long after its first failure,
+    /// then the row is a dead letter. "24h", "90m", "1h30m", "2d" or seconds.
+    std::chrono::seconds give_up_after{std::chrono::hours(24)};
 
     bool operator==(const retry_config&) const = default;
+};
+
+/// The circuit breaker in front of GHL (lib/ghl/breaker.hpp).
+struct breaker_config {
+    int failure_percent = 60;
+    int window_requests = 20;
+    int min_requests = 10;
+    int window_seconds = 60;
+    int probe_interval_ms = 2000;
+    int probe_max_ms = 60000;
+
+    bool operator==(const breaker_config&) const = default;
 };
 
 struct sync_config {
@@ -80,6 +100,9 @@ struct sync_config {
     int full_sweep_hours = 24;
     conflict_policy conflict = conflict_policy::newest_wins;
     int coalesce_ms = 250;
+    /// An incremental pass re-reads this many seconds before its cursor: GHL's search index
+    /// shows changes late and out of order (seconds, sometimes more).
+    int index_lag_seconds = 300;
     speak4::list_mode list_mode = list_mode::search;
     speak4::fetch_children fetch_children = fetch_children::all;
     int audit_retention_days = 30;
@@ -126,6 +149,7 @@ struct config {
     ghl_config ghl;
     rate_limit_config rate_limit;
     retry_config retry;
+    breaker_config breaker;
     sync_config sync;
     api_config api;
     webhooks_config webhooks;

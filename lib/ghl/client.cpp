@@ -150,8 +150,31 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
     }
     const std::string body_text = o.body ? json::dump(*o.body) : std::string();
 
+    auto breaker = opt_.breaker;
+    // A request GHL saw or should have: its outcome tells the breaker whether GHL is up.
+    auto report = [&](bool failure, const std::string& what) {
+        if (breaker && !opt_.breaker_probe)
+            breaker->record(failure, what);
+    };
+
     for (int attempt = 1;; ++attempt) {
-        auto acquired = co_await limiter->acquire(opt_.location_id, opt_.max_rate_wait);
+        if (breaker && !opt_.breaker_probe && !breaker->allow()) {
+            // GHL looks down: nothing is sent (no rate token, no timeout spent) until a probe
+            // says it is back. Never sent, so any caller may retry it safely.
+            error e;
+            e.kind = error_kind::never_sent;
+            e.operation = operation;
+            e.step = "breaker";
+            const auto next = breaker->next_probe_at();
+            e.message = "circuit breaker open (GHL looks down)" +
+                        (next ? ", next probe at " + format_iso8601(*next) : std::string());
+            e.retry_after = next ? std::max(std::chrono::milliseconds(0),
+                                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                *next - clock_.now()))
+                                 : std::chrono::milliseconds(1000);
+            co_return e;
+        }
+        auto acquired = co_await limiter->acquire(opt_.location_id, opt_.max_rate_wait, opt_.lane);
         if (!acquired.acquired) {
             error e;
             e.kind = error_kind::never_sent;
@@ -191,9 +214,12 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
             rec.written = res.error().request_written;
             rec.error = e.what();
             rec.kind = e.kind;
+            report(true, rec.error);
             notify(rec);
             co_return e;
         }
+        // GHL (or what stands in front of it) answered: down if 5xx/408, up otherwise.
+        const bool server_failed = res->status >= 500 || res->status == 408;
 
         const auto& r = *res;
         const auto now = clock_.now();
@@ -219,6 +245,7 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
         if (r.status == 401 && attempt == 1) {
             rec.error = operation + ": 401";
             rec.kind = error_kind::auth;
+            report(false, {});
             notify(rec);
             auto again = co_await tokens->refresh_after_unauthorized(*token);
             if (!again) {
@@ -244,6 +271,7 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
                     limiter->next_allowed(opt_.location_id, now) - now);
             rec.error = e.what();
             rec.kind = e.kind;
+            report(server_failed, rec.error);
             notify(rec);
             co_return e;
         }
@@ -256,9 +284,11 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
             e.trace_id = rec.trace_id;
             rec.error = e.what();
             rec.kind = e.kind;
+            report(true, rec.error); // a 2xx we cannot use: a proxy's page, a truncated body
             notify(rec);
             co_return e;
         }
+        report(false, {});
         notify(rec);
         co_return std::move(parsed->get_object());
     }

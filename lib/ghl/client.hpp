@@ -24,6 +24,7 @@
 #include "core/clock.hpp"
 #include "core/config.hpp"
 #include "ghl/auth.hpp"
+#include "ghl/breaker.hpp"
 #include "ghl/error.hpp"
 #include "ghl/http.hpp"
 #include "ghl/model.hpp"
@@ -71,6 +72,15 @@ struct client_options {
     /// step rate_limit, retry_after set) so the caller can schedule it instead.
     std::chrono::milliseconds max_rate_wait{std::chrono::minutes{5}};
     request_observer observer;
+    /// The rate limiter's lane for this client's requests (pushes, or the pull path's reads).
+    ghl::lane lane = ghl::lane::push;
+    /// The circuit breaker every request consults (none: no breaker). While it is not closed a
+    /// request fails at once without being sent (never_sent, step "breaker", retry_after until
+    /// the next probe); each outcome of a request sent is reported to it.
+    std::shared_ptr<ghl::breaker> breaker;
+    /// This client sends the breaker's probes: it passes an open breaker and reports nothing
+    /// (the probe loop records the probe's outcome itself).
+    bool breaker_probe = false;
 };
 
 client_options client_options_from(const ghl_config& cfg, request_observer observer = {});

@@ -309,6 +309,13 @@ struct server::impl {
             if (res.act == detail::action::drop) {
                 break; // close without answering
             }
+            if (res.act == detail::action::reset) {
+                // An abortive close: SO_LINGER 0 makes close() send RST instead of FIN.
+                boost::system::error_code lec;
+                lowest.socket().set_option(net::socket_base::linger(true, 0), lec);
+                lowest.socket().close(lec);
+                break;
+            }
             if (res.act == detail::action::hold) {
                 // Never answer: wait until the peer closes or stop() closes the socket.
                 lowest.expires_never();

@@ -51,6 +51,26 @@ struct fault_config {
     /// A permanent error on demand: every API write (POST/PUT) whose body contains this string
     /// is answered 422 without being applied, every time (empty: off). Not counted in `faults`.
     std::string reject_body_containing;
+
+    /// Search index lag, as GHL's (eventually consistent) search index has it: a contact's change
+    /// appears in POST /contacts/search results only `search_lag_ms` + a uniform draw of up to
+    /// `search_lag_jitter_ms` after it was made, so changes are indexed out of order (a later
+    /// change of one contact may become searchable before an earlier change of another). One
+    /// contact's index entry never goes back to an older version. 0 and 0: searches see every
+    /// change at once. Reads by id, the duplicate lookup and the legacy listing are not lagged.
+    int search_lag_ms = 0;
+    int search_lag_jitter_ms = 0;
+
+    /// An outage of the whole API (a load balancer in front of it): every request, OAuth and API
+    /// alike, is refused before auth and rate limits, so nothing is applied or counted against
+    /// the limits. "503": an HTML 503; "reset": the connection is reset (RST) unanswered;
+    /// "hang": never answered until the client gives up; "mixed": one of the three per request,
+    /// drawn from the fault generator. "" (default): no outage. It lasts `outage_ms` from the
+    /// moment it is set (0: until set again); `skip_first`, `max_faults` and `routes` do not
+    /// apply. Counted in `stats.faults` ("outage_503", "outage_reset", "outage_hang") and
+    /// `stats.outage_requests`.
+    std::string outage;
+    long long outage_ms = 0;
 };
 
 struct options {
@@ -97,7 +117,8 @@ struct request_record {
     std::string target; // path and query as sent
     int status = 0;     // 0: no answer (dropped or held)
     std::string fault;  // "", "error", "drop_before", "drop_after", "timeout",
-                        // "malformed", "slow", "rate_limited"
+                        // "malformed", "slow", "rate_limited", "rejected", "outage_503",
+                        // "outage_reset", "outage_hang"
     std::string body;   // request body (first 64 KiB)
 };
 
@@ -114,8 +135,11 @@ struct webhook_record {
 
 /// Counters of what the simulator saw.
 struct stats {
-    long long requests = 0;                    // every request received
-    long long rate_limited = 0;                // 429s sent
+    long long requests = 0; // every request received
+    /// 429s the simulator's own rate limit sent: what a client caused by exceeding the limits.
+    /// Injected faults never count here (an injected 429 counts in `injected_429` and in
+    /// `faults["error"]`), so a test can assert "0 429s caused" beside a fault rate.
+    long long rate_limited = 0;
     std::map<std::string, long long> by_route; // "POST /contacts/" -> n (route templates)
 
     // Additions (not part of the original contract):
@@ -129,6 +153,8 @@ struct stats {
     std::map<std::string, long long> faults; // "error", "drop_after", … -> n
     long long webhooks_sent = 0;             // delivered with a 2xx
     long long webhooks_failed = 0;           // gave up (non-2xx, no connection)
+    long long injected_429 = 0;              // 429s injected as faults (error_statuses)
+    long long outage_requests = 0;           // requests refused by an outage
 };
 
 class server {

@@ -1059,7 +1059,8 @@ core::core(options opt)
     : opt_(std::move(opt))
     , id_rng_(opt_.seed)
     , token_rng_(opt_.seed ^ 0x5eed5eedULL)
-    , fault_rng_(opt_.seed) {}
+    , fault_rng_(opt_.seed)
+    , lag_rng_(opt_.seed ^ 0x1a9U) {}
 
 void core::set_delivery_sink(std::function<void(webhook_delivery)> sink) {
     lock_t lock(mutex_);
@@ -1151,6 +1152,9 @@ void core::index_add(contact_rec& c) {
     if (!phone.empty()) {
         by_phone_[phone].push_back(&c);
     }
+    if (lagging_) {
+        index_schedule(c);
+    }
 }
 
 void core::index_remove(const contact_rec& c) {
@@ -1172,6 +1176,90 @@ void core::index_remove(const contact_rec& c) {
     drop(by_phone_, digits_of(str_of(c.f, "phone")));
 }
 
+// ---------------------------------------------------------------------------------------------
+// The lagging search index. Every change (index_add) and delete schedules an index entry that
+// becomes searchable after the lag; searches first apply what is due, then read the copy.
+
+void core::index_schedule(const contact_rec& c) {
+    std::uniform_int_distribution<int> jitter(0, std::max(0, faults_.search_lag_jitter_ms));
+    const long long at = steady_ms() + std::max(0, faults_.search_lag_ms) + jitter(lag_rng_);
+    index_pending_.emplace(at, index_event{c.id, c, ++index_next_seq_});
+}
+
+void core::index_schedule_erase(const std::string& id) {
+    std::uniform_int_distribution<int> jitter(0, std::max(0, faults_.search_lag_jitter_ms));
+    const long long at = steady_ms() + std::max(0, faults_.search_lag_ms) + jitter(lag_rng_);
+    index_pending_.emplace(at, index_event{id, std::nullopt, ++index_next_seq_});
+}
+
+void core::index_catch_up() {
+    const long long now = steady_ms();
+    while (!index_pending_.empty() && index_pending_.begin()->first <= now) {
+        index_event ev = std::move(index_pending_.begin()->second);
+        index_pending_.erase(index_pending_.begin());
+        auto& seq = index_seq_[ev.id];
+        if (ev.seq <= seq) {
+            continue; // an older change indexed after a newer one: the index keeps the newer
+        }
+        seq = ev.seq;
+        ++index_version_;
+        if (auto it = indexed_.find(ev.id); it != indexed_.end()) {
+            idx_updated_.erase(&it->second);
+            idx_added_.erase(&it->second);
+            idx_first_.erase(&it->second);
+            idx_last_.erase(&it->second);
+            if (!ev.snapshot) {
+                indexed_.erase(it);
+                continue;
+            }
+            it->second = std::move(*ev.snapshot);
+            idx_updated_.insert(&it->second);
+            idx_added_.insert(&it->second);
+            idx_first_.insert(&it->second);
+            idx_last_.insert(&it->second);
+        } else if (ev.snapshot) {
+            auto& rec = indexed_.emplace(ev.id, std::move(*ev.snapshot)).first->second;
+            idx_updated_.insert(&rec);
+            idx_added_.insert(&rec);
+            idx_first_.insert(&rec);
+            idx_last_.insert(&rec);
+        }
+    }
+}
+
+void core::index_clear() {
+    lagging_ = false;
+    idx_updated_.clear();
+    idx_added_.clear();
+    idx_first_.clear();
+    idx_last_.clear();
+    indexed_.clear();
+    index_pending_.clear();
+    index_seq_.clear();
+    ++index_version_;
+}
+
+void core::index_configure(int lag_ms, int jitter_ms) {
+    if (lag_ms <= 0 && jitter_ms <= 0) {
+        index_clear(); // searches read the live data again: everything is indexed at once
+        return;
+    }
+    if (lagging_) {
+        return; // changes already waiting keep their times; new ones use the new lag
+    }
+    // The index starts as what is there now.
+    lagging_ = true;
+    for (const auto& [id, c] : contacts_) {
+        auto& rec = indexed_.emplace(id, c).first->second;
+        idx_updated_.insert(&rec);
+        idx_added_.insert(&rec);
+        idx_first_.insert(&rec);
+        idx_last_.insert(&rec);
+        index_seq_[id] = ++index_next_seq_;
+    }
+    ++index_version_;
+}
+
 core::contact_rec& core::insert_contact(contact_rec c) {
     bump_version();
     auto [it, inserted] = contacts_.emplace(c.id, std::move(c));
@@ -1187,12 +1275,16 @@ void core::erase_contact(const std::string& id) {
     }
     bump_version();
     index_remove(it->second);
+    const std::string gone = id; // `id` may name the record's own member
     contacts_.erase(it);
+    if (lagging_) {
+        index_schedule_erase(gone);
+    }
     // Sub-resources go with the contact.
     for (const auto& pair :
          {std::make_pair(&tasks_of_, &tasks_), std::make_pair(&notes_of_, &notes_),
           std::make_pair(&appointments_of_, &appointments_)}) {
-        auto kids = pair.first->find(id);
+        auto kids = pair.first->find(gone);
         if (kids != pair.first->end()) {
             for (const auto& k : kids->second) {
                 pair.second->erase(k);
@@ -1607,6 +1699,34 @@ core::check_rate_limit(std::vector<std::pair<std::string, std::string>>& headers
     return r;
 }
 
+std::optional<http_response> core::draw_outage() {
+    if (faults_.outage.empty() || outage_started_ < 0) {
+        return std::nullopt;
+    }
+    if (faults_.outage_ms > 0 && steady_ms() - outage_started_ >= faults_.outage_ms) {
+        return std::nullopt; // over
+    }
+    std::string mode = faults_.outage;
+    if (mode == "mixed") {
+        static const char* modes[] = {"503", "reset", "hang"};
+        mode = modes[fault_rng_() % 3];
+    }
+    http_response res;
+    if (mode == "reset") {
+        res.act = action::reset;
+    } else if (mode == "hang") {
+        res.act = action::hold;
+    } else {
+        // What the load balancer in front of the API sends: HTML, no rate-limit headers.
+        res.status = 503;
+        res.content_type = "text/html";
+        res.body = "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>";
+    }
+    ++stats_.outage_requests;
+    ++stats_.faults["outage_" + mode];
+    return res;
+}
+
 std::string core::draw_fault(const std::string& route) {
     const auto& f = faults_;
     if (!f.routes.empty() && std::find(f.routes.begin(), f.routes.end(), route) == f.routes.end()) {
@@ -1646,6 +1766,14 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
     route r = match_route(req.method, split_path(path));
     rec.route = r.tmpl;
     ++stats_.by_route[r.tmpl];
+    if (auto down = draw_outage()) {
+        // In front of everything (routing, auth, limits): nothing is applied or counted.
+        const char* names[] = {"outage_503", "outage_reset", "outage_hang"};
+        rec.fault = down->act == action::reset  ? names[1]
+                    : down->act == action::hold ? names[2]
+                                                : names[0];
+        return *down;
+    }
     if (r.id == route_id::unknown) {
         return error_response(404, "Cannot " + req.method + " " + path, "Not Found");
     }
@@ -1694,6 +1822,7 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
         } else if (status == 429) {
             res = error_response(429, "Too many requests");
             res.headers.emplace_back("Retry-After", "1");
+            ++stats_.injected_429;
         } else if (status == 502 || status == 503 || status == 504) {
             // What a proxy in front of the API sends: HTML, not JSON.
             res.status = status;
@@ -2293,6 +2422,17 @@ http_response core::contact_search(const bj::object& body) {
         return forbidden_location();
     }
 
+    // What the search reads: the live records, or the lagging index's copies of them.
+    if (lagging_) {
+        index_catch_up();
+    }
+    const auto& v_contacts = lagging_ ? indexed_ : contacts_;
+    const auto& v_updated = lagging_ ? idx_updated_ : by_updated_;
+    const auto& v_added = lagging_ ? idx_added_ : by_added_;
+    const auto& v_first = lagging_ ? idx_first_ : by_first_;
+    const auto& v_last = lagging_ ? idx_last_ : by_last_;
+    const unsigned long long v_version = lagging_ ? index_version_ : version_;
+
     auto match = [&](const contact_rec& c) {
         for (const auto& f : sq.filters) {
             if (!matches(c, f, opt_.location_id)) {
@@ -2314,32 +2454,33 @@ http_response core::contact_search(const bj::object& body) {
     // total: cached per (filters, query) and data version, so paging stays O(page).
     long long total = 0;
     if (sq.filters.empty() && sq.q.empty()) {
-        total = static_cast<long long>(contacts_.size());
+        total = static_cast<long long>(v_contacts.size());
     } else {
-        std::string key =
-            dump(body.contains("filters") ? body.at("filters") : bj::value()) + "|" + sq.q;
+        std::string key = std::string(lagging_ ? "index|" : "live|") +
+                          dump(body.contains("filters") ? body.at("filters") : bj::value()) + "|" +
+                          sq.q;
         auto it = total_cache_.find(key);
-        if (it != total_cache_.end() && it->second.first == version_) {
+        if (it != total_cache_.end() && it->second.first == v_version) {
             total = it->second.second;
         } else {
             std::optional<long long> lo;
             std::optional<long long> hi;
             bounds_for(sq.filters, "dateUpdated", lo, hi);
             if (lo || hi) {
-                scan_index<long long>(by_updated_, false, std::nullopt, lo, hi,
+                scan_index<long long>(v_updated, false, std::nullopt, lo, hi,
                                       [&](const contact_rec& c) {
                                           total += match(c) ? 1 : 0;
                                           return true;
                                       });
             } else {
-                for (const auto& kv : contacts_) {
+                for (const auto& kv : v_contacts) {
                     total += match(kv.second) ? 1 : 0;
                 }
             }
             if (total_cache_.size() > 64) {
                 total_cache_.clear();
             }
-            total_cache_[key] = {version_, total};
+            total_cache_[key] = {v_version, total};
         }
     }
 
@@ -2367,9 +2508,9 @@ http_response core::contact_search(const bj::object& body) {
                 after = std::make_pair(*as_ll(cursor[0]), std::string(cursor[1].get_string()));
             }
             if (s.field == "dateUpdated") {
-                scan_index<long long>(by_updated_, s.desc, after, lo, hi, collect);
+                scan_index<long long>(v_updated, s.desc, after, lo, hi, collect);
             } else {
-                scan_index<long long>(by_added_, s.desc, after, lo, hi, collect);
+                scan_index<long long>(v_added, s.desc, after, lo, hi, collect);
             }
         } else {
             std::optional<std::pair<std::string, std::string>> after;
@@ -2378,17 +2519,16 @@ http_response core::contact_search(const bj::object& body) {
                                        std::string(cursor[1].get_string()));
             }
             if (s.field == "firstNameLowerCase") {
-                scan_index<std::string>(by_first_, s.desc, after, std::nullopt, std::nullopt,
+                scan_index<std::string>(v_first, s.desc, after, std::nullopt, std::nullopt,
                                         collect);
             } else {
-                scan_index<std::string>(by_last_, s.desc, after, std::nullopt, std::nullopt,
-                                        collect);
+                scan_index<std::string>(v_last, s.desc, after, std::nullopt, std::nullopt, collect);
             }
         }
     } else {
         // Several sort fields: sort the matches (rare; O(n log n)).
         std::vector<std::pair<std::vector<bj::value>, const contact_rec*>> all;
-        for (const auto& kv : contacts_) {
+        for (const auto& kv : v_contacts) {
             if (!match(kv.second)) {
                 continue;
             }
@@ -3026,6 +3166,8 @@ void core::set_faults(const fault_config& f) {
     faults_ = f;
     fault_eligible_ = 0;
     fault_injected_ = 0;
+    outage_started_ = f.outage.empty() ? -1 : steady_ms();
+    index_configure(f.search_lag_ms, f.search_lag_jitter_ms);
 }
 
 fault_config core::faults() const {
@@ -3078,6 +3220,8 @@ void core::reset() {
     faults_ = fault_config{};
     fault_eligible_ = 0;
     fault_injected_ = 0;
+    outage_started_ = -1;
+    index_clear();
     window_start_ = -1;
     window_count_ = 0;
     day_start_ = -1;
@@ -3150,7 +3294,11 @@ bj::object faults_to_json(const fault_config& f) {
                       {"max_faults", f.max_faults},
                       {"slow_body_chunk_bytes", f.slow_body_chunk_bytes},
                       {"slow_body_delay_ms", f.slow_body_delay_ms},
-                      {"reject_body_containing", f.reject_body_containing}};
+                      {"reject_body_containing", f.reject_body_containing},
+                      {"search_lag_ms", f.search_lag_ms},
+                      {"search_lag_jitter_ms", f.search_lag_jitter_ms},
+                      {"outage", f.outage},
+                      {"outage_ms", f.outage_ms}};
 }
 
 std::optional<fault_config> faults_from_json(const bj::object& o, std::string& error) {
@@ -3168,12 +3316,21 @@ std::optional<fault_config> faults_from_json(const bj::object& o, std::string& e
             error = std::string(k) + " must be a number";
             return std::nullopt;
         };
-        if (k == "reject_body_containing") {
+        if (k == "reject_body_containing" || k == "outage") {
             if (!v.is_string()) {
-                error = "reject_body_containing must be a string";
+                error = std::string(k) + " must be a string";
                 return std::nullopt;
             }
-            f.reject_body_containing = std::string(v.get_string());
+            if (k == "outage") {
+                f.outage = std::string(v.get_string());
+                if (f.outage != "" && f.outage != "503" && f.outage != "reset" &&
+                    f.outage != "hang" && f.outage != "mixed") {
+                    error = "outage must be one of \"\", \"503\", \"reset\", \"hang\", \"mixed\"";
+                    return std::nullopt;
+                }
+            } else {
+                f.reject_body_containing = std::string(v.get_string());
+            }
             continue;
         }
         if (k == "error_statuses" || k == "routes") {
@@ -3222,6 +3379,12 @@ std::optional<fault_config> faults_from_json(const bj::object& o, std::string& e
             f.slow_body_chunk_bytes = static_cast<int>(*n);
         } else if (k == "slow_body_delay_ms") {
             f.slow_body_delay_ms = static_cast<int>(*n);
+        } else if (k == "search_lag_ms") {
+            f.search_lag_ms = static_cast<int>(*n);
+        } else if (k == "search_lag_jitter_ms") {
+            f.search_lag_jitter_ms = static_cast<int>(*n);
+        } else if (k == "outage_ms") {
+            f.outage_ms = static_cast<long long>(*n);
         } else {
             error = "unknown fault setting " + std::string(k);
             return std::nullopt;
@@ -3254,7 +3417,9 @@ bj::object stats_to_json(const stats& s) {
                       {"creates_by_key", to_obj(s.creates_by_key)},
                       {"faults", to_obj(s.faults)},
                       {"webhooks_sent", s.webhooks_sent},
-                      {"webhooks_failed", s.webhooks_failed}};
+                      {"webhooks_failed", s.webhooks_failed},
+                      {"injected_429", s.injected_429},
+                      {"outage_requests", s.outage_requests}};
 }
 
 } // namespace

@@ -42,6 +42,7 @@ enum class action {
     respond, // write the response
     drop,    // close the connection without answering
     hold,    // never answer; keep the connection until the peer closes or the server stops
+    reset,   // reset the connection (RST) without answering
 };
 
 struct http_response {
@@ -226,6 +227,14 @@ private:
     void count_create(const std::string& entity, const std::string& key);
     void bump_version() { ++version_; }
 
+    // The lagging search index (fault_config::search_lag_ms).
+    void index_schedule(const contact_rec& c);
+    void index_schedule_erase(const std::string& id);
+    void index_catch_up();
+    void index_configure(int lag_ms, int jitter_ms);
+    void index_clear();
+    std::optional<http_response> draw_outage();
+
     // Webhooks.
     void emit(const std::string& type, bj::object payload);
     bj::object contact_event(const contact_rec& c) const;
@@ -270,6 +279,27 @@ private:
     long long window_count_ = 0;
     long long day_start_ = -1;
     long long day_count_ = 0;
+
+    // Search index while it lags: a copy of each contact as last indexed, with its own ordered
+    // indexes, and the changes waiting to be indexed (by when they become searchable). An entry
+    // is applied only if it is newer (its seq) than what the index holds for that contact.
+    struct index_event {
+        std::string id;
+        std::optional<contact_rec> snapshot; // nullopt: the contact was deleted
+        unsigned long long seq = 0;
+    };
+    bool lagging_ = false;
+    std::map<std::string, contact_rec> indexed_;
+    updated_index idx_updated_;
+    added_index idx_added_;
+    first_index idx_first_;
+    last_index idx_last_;
+    std::multimap<long long, index_event> index_pending_; // steady ms -> change
+    std::unordered_map<std::string, unsigned long long> index_seq_;
+    unsigned long long index_next_seq_ = 0;
+    unsigned long long index_version_ = 0;
+    std::mt19937 lag_rng_;
+    long long outage_started_ = -1; // steady ms when the current outage was set
 
     fault_config faults_;
     long long fault_eligible_ = 0;

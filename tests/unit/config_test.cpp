@@ -194,6 +194,25 @@ const bad_case bad_cases[] = {
      "must be a string"},
     {"tag_route_quoted_key", "[rules.tag_routes]\n\"hot lead\" = 1\n",
      "rules.tag_routes.\"hot lead\"", 2, "must be a string"},
+    // retry.give_up_after, [breaker], lanes
+    {"give_up_after_no_unit", "[retry]\ngive_up_after = \"24\"\n", "retry.give_up_after", 2,
+     "must be a duration such as"},
+    {"give_up_after_bad_unit", "[retry]\ngive_up_after = \"3w\"\n", "retry.give_up_after", 2,
+     "must be a duration such as"},
+    {"give_up_after_zero", "[retry]\ngive_up_after = 0\n", "retry.give_up_after", 2,
+     "must be between 1 and"},
+    {"give_up_after_bool", "[retry]\ngive_up_after = true\n", "retry.give_up_after", 2,
+     "must be a duration such as"},
+    {"breaker_percent", "[breaker]\nfailure_percent = 0\n", "breaker.failure_percent", 2,
+     "must be between 1 and 100"},
+    {"breaker_probe_max_below", "[breaker]\nprobe_interval_ms = 5000\nprobe_max_ms = 1000\n",
+     "breaker.probe_max_ms", 3, "must be at least breaker.probe_interval_ms (5000)"},
+    {"breaker_min_above_window", "[breaker]\nwindow_requests = 5\nmin_requests = 6\n",
+     "breaker.min_requests", 3, "must be at most breaker.window_requests (5)"},
+    {"pull_share_100", "[rate_limit]\npull_share_percent = 100\n", "rate_limit.pull_share_percent",
+     2, "must be between 1 and 99"},
+    {"index_lag_negative", "[sync]\nindex_lag_seconds = -1\n", "sync.index_lag_seconds", 2,
+     "must be between 0 and 86400"},
     // database
     {"database_path_empty", "[database]\npath = \"\"\n", "database.path", 2, "must not be empty"},
     // TOML syntax: no key, but the line
@@ -612,11 +631,15 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
     {"ghl",
      {"base_url", "api_version", "location_id", "auth", "token_file", "client_id",
       "client_secret_file", "ca_file", "timeout_ms", "max_concurrency"}},
-    {"rate_limit", {"burst", "window_seconds", "daily"}},
-    {"retry", {"base_ms", "max_ms", "max_attempts"}},
+    {"rate_limit",
+     {"burst", "window_seconds", "daily", "pull_share_percent", "push_reserve_percent"}},
+    {"retry", {"base_ms", "max_ms", "max_attempts", "give_up_after"}},
+    {"breaker",
+     {"failure_percent", "window_requests", "min_requests", "window_seconds", "probe_interval_ms",
+      "probe_max_ms"}},
     {"sync",
-     {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "list_mode",
-      "fetch_children", "audit_retention_days"}},
+     {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "index_lag_seconds",
+      "list_mode", "fetch_children", "audit_retention_days"}},
     {"api", {"listen", "token_file"}},
     {"webhooks", {"enabled", "public_key_file", "rsa_public_key_file", "max_age_seconds"}},
     {"logging", {"level", "format"}},
@@ -830,3 +853,38 @@ TEST_F(secrets_test, empty_secret_file_refused) {
 
 } // namespace
 } // namespace speak4
+
+TEST(config, give_up_after_takes_durations_or_seconds) {
+    const auto parse = [](std::string_view t) {
+        return speak4::parse_config(t, "test.toml", "/etc");
+    };
+    using namespace std::chrono_literals;
+    EXPECT_EQ(parse("").retry.give_up_after, 24h);
+    EXPECT_EQ(parse("[retry]\ngive_up_after = \"8h\"\n").retry.give_up_after, 8h);
+    EXPECT_EQ(parse("[retry]\ngive_up_after = \"1h30m\"\n").retry.give_up_after, 90min);
+    EXPECT_EQ(parse("[retry]\ngive_up_after = \"2d\"\n").retry.give_up_after, 48h);
+    EXPECT_EQ(parse("[retry]\ngive_up_after = \"45s\"\n").retry.give_up_after, 45s);
+    EXPECT_EQ(parse("[retry]\ngive_up_after = 864\n").retry.give_up_after, 864s);
+}
+
+TEST(config, breaker_and_lane_keys) {
+    const auto parse = [](std::string_view t) {
+        return speak4::parse_config(t, "test.toml", "/etc");
+    };
+    const auto c = parse("[breaker]\nfailure_percent = 75\nwindow_requests = 40\n"
+                         "min_requests = 20\nwindow_seconds = 30\nprobe_interval_ms = 100\n"
+                         "probe_max_ms = 1000\n[rate_limit]\npull_share_percent = 30\n"
+                         "push_reserve_percent = 10\n[sync]\nindex_lag_seconds = 60\n");
+    EXPECT_EQ(c.breaker.failure_percent, 75);
+    EXPECT_EQ(c.breaker.window_requests, 40);
+    EXPECT_EQ(c.breaker.min_requests, 20);
+    EXPECT_EQ(c.breaker.window_seconds, 30);
+    EXPECT_EQ(c.breaker.probe_interval_ms, 100);
+    EXPECT_EQ(c.breaker.probe_max_ms, 1000);
+    EXPECT_EQ(c.rate_limit.pull_share_percent, 30);
+    EXPECT_EQ(c.rate_limit.push_reserve_percent, 10);
+    EXPECT_EQ(c.sync.index_lag_seconds, 60);
+    const auto d = parse("");
+    EXPECT_EQ(d.breaker, speak4::breaker_config{});
+    EXPECT_EQ(d.sync.index_lag_seconds, 300);
+}

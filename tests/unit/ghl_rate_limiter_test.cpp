@@ -7,7 +7,10 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <gtest/gtest.h>
+#include <map>
 
 using namespace speak4;
 using namespace speak4::ghl;
@@ -319,4 +322,142 @@ TEST(GhlRateLimiter, GuardDelaysEveryReturn) {
     rl.observe(loc, 200, {}, clk.now(), noon() + 1010ms);
     EXPECT_EQ(rl.next_allowed(loc, clk.now()), noon() + 1015ms);
     EXPECT_EQ(rate_limit_options{}.guard, 10ms);
+}
+
+// --- lanes ----------------------------------------------------------------------------------
+
+TEST(GhlRateLimiter, PullLaneLeavesTheReserveForPushes) {
+    manual_clock clk(noon());
+    rate_limit_options o = opts(100, 10s);
+    o.push_reserve_percent = 20;
+    rate_limiter rl(o, clk);
+    int pulls = 0;
+    while (!rl.try_acquire(loc, clk.now(), lane::pull))
+        ++pulls;
+    EXPECT_EQ(pulls, 80) << "pulls stop at the reserve while no push waits";
+    // A push arriving after the bulk of pulls goes at once, and can use the reserve.
+    EXPECT_EQ(drain(rl, clk.now()), 20);
+    EXPECT_EQ(rl.state(loc, clk.now()).pull_out, 80);
+    EXPECT_EQ(rl.state(loc, clk.now()).push_out, 20);
+}
+
+TEST(GhlRateLimiter, BothLanesWaitingShareTheBudget) {
+    // 50 pull loops and 50 push loops all want tokens for 20 windows: the pull lane gets its
+    // guaranteed share and no more (pushes first), every window.
+    manual_clock clk(noon());
+    rate_limit_options o = opts(50, 1s);
+    o.pull_share_percent = 20;
+    boost::asio::io_context io;
+    rate_limiter rl(o, clk, [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
+        // Time moves on for everyone once every waiter has had its turn.
+        co_await boost::asio::post(io, boost::asio::use_awaitable);
+        clk.advance(std::clamp<std::chrono::milliseconds>(d, 1ms, 1ms));
+    });
+    std::map<lane, long long> got;
+    const auto until = noon() + 20s;
+    for (int i = 0; i < 100; ++i) {
+        const lane l = i % 2 ? lane::pull : lane::push;
+        boost::asio::co_spawn(
+            io,
+            [&, l]() -> asio::awaitable<void> {
+                while (clk.now() < until) {
+                    auto r = co_await rl.acquire(loc, 2s, l);
+                    if (r.acquired && clk.now() < until)
+                        ++got[l];
+                }
+            },
+            boost::asio::detached);
+    }
+    io.run();
+    const long long total = got[lane::push] + got[lane::pull];
+    EXPECT_LE(total, 50 * 21) << "never more than the burst per window";
+    EXPECT_GE(total, 50 * 19);
+    const double pull_share = static_cast<double>(got[lane::pull]) / static_cast<double>(total);
+    EXPECT_GE(pull_share, 0.17) << got[lane::pull] << " of " << total;
+    EXPECT_LE(pull_share, 0.30) << got[lane::pull] << " of " << total;
+}
+
+// --- restarts -------------------------------------------------------------------------------
+
+TEST(GhlRateLimiter, EveryTokenSpentIsCoveredByASavedSnapshotBeforeItIsUsed) {
+    manual_clock clk(noon());
+    std::vector<rate_snapshot> saved;
+    rate_limiter rl(opts(100, 10s), clk, [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
+        clk.advance(d);
+        co_return;
+    });
+    rl.set_persistence(
+        [&](std::string, rate_snapshot s) -> asio::awaitable<bool> {
+            saved.push_back(std::move(s));
+            co_return true;
+        },
+        10, 1s);
+    boost::asio::io_context io;
+    int spent = 0;
+    bool covered = true;
+    boost::asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 35; ++i) {
+                auto r = co_await rl.acquire(loc);
+                if (!r.acquired)
+                    continue;
+                ++spent;
+                // Killed right now: the last snapshot saved must count every token spent.
+                long long out = 0;
+                for (const auto& [t, n] : saved.back().out)
+                    out += n;
+                covered = covered && out >= spent;
+                clk.advance(30ms);
+            }
+        },
+        boost::asio::detached);
+    io.run();
+    EXPECT_EQ(spent, 35);
+    EXPECT_TRUE(covered);
+    EXPECT_EQ(saved.size(), 4u) << "one save per reservation of 10";
+
+    // The next process restores the last snapshot: what the predecessor spent (and reserved) is
+    // not available again until it comes back.
+    manual_clock later(clk.now() + 100ms);
+    rate_limiter next(opts(100, 10s), later);
+    next.restore(loc, saved.back(), later.now());
+    EXPECT_LE(next.state(loc, later.now()).tokens, 100 - 35);
+    EXPECT_GE(next.state(loc, later.now()).tokens, 100 - 40);
+    // A window after the last reservation expired, everything is back.
+    later.advance(12s);
+    EXPECT_EQ(next.state(loc, later.now()).tokens, 100);
+}
+
+TEST(GhlRateLimiter, SnapshotRoundTripsThroughJson) {
+    manual_clock clk(noon());
+    rate_limiter rl(opts(100, 10s), clk);
+    for (int i = 0; i < 7; ++i)
+        ASSERT_FALSE(rl.try_acquire(loc, clk.now()));
+    rate_headers h;
+    h.retry_after = 3s;
+    rl.observe(loc, 503, h, clk.now());
+    const auto s = rl.snapshot(loc, clk.now());
+    const auto back = rate_snapshot_from_json(to_json(s));
+    ASSERT_TRUE(back);
+    EXPECT_EQ(back->burst, 100);
+    EXPECT_EQ(back->window, 10s);
+    ASSERT_EQ(back->out.size(), 1u);
+    EXPECT_EQ(back->out[0].second, 7);
+    EXPECT_EQ(back->blocked_until, noon() + 3s);
+    EXPECT_EQ(back->daily_remaining, 200000 - 7);
+    EXPECT_FALSE(rate_snapshot_from_json(boost::json::object{{"burst", "x"}}));
+}
+
+TEST(GhlRateLimiter, ConservativeStartUntilGhlSaysWhatRemains) {
+    manual_clock clk(noon());
+    rate_limiter rl(opts(100, 10s), clk);
+    rl.start_conservatively(loc, clk.now());
+    EXPECT_TRUE(rl.state(loc, clk.now()).conservative);
+    EXPECT_EQ(drain(rl, clk.now()), 1) << "one request, to learn what remains";
+    rate_headers h;
+    h.remaining = 40; // the predecessor spent 59 in this window
+    rl.observe(loc, 200, h, clk.now());
+    EXPECT_FALSE(rl.state(loc, clk.now()).conservative);
+    EXPECT_EQ(rl.state(loc, clk.now()).tokens, 40);
 }
