@@ -1,6 +1,7 @@
 // GET /healthz and GET /metrics. See routes.hpp.
 
 #include "api/routes.hpp"
+#include "store/admin.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -15,6 +16,7 @@ namespace bj = boost::json;
 struct scrape_values {
     std::map<std::string, long long> outbox;
     long long last_seq = 0;
+    std::optional<std::string> oldest_pending_at;
 };
 
 } // namespace
@@ -64,6 +66,7 @@ net::awaitable<reply> routes::get_metrics() {
             if (s.executeStep())
                 out.last_seq = s.getColumn(0).getInt64();
             s.reset();
+            out.oldest_pending_at = store::oldest_pending_at(st.db());
             return out;
         }));
         for (auto state : {"pending", "inflight", "done", "dead"}) {
@@ -74,6 +77,11 @@ net::awaitable<reply> routes::get_metrics() {
         const auto dead = v.outbox.find("dead");
         m_.dead_letters.set(dead == v.outbox.end() ? 0.0 : static_cast<double>(dead->second));
         m_.changes_last_seq.set(static_cast<double>(v.last_seq));
+        double oldest = 0;
+        if (v.oldest_pending_at)
+            if (const auto t = parse_iso8601(*v.oldest_pending_at))
+                oldest = std::max(0.0, static_cast<double>((clock_.now() - *t).count()) / 1000.0);
+        m_.oldest_pending_age_seconds.set(oldest);
         db_ok();
     } catch (const std::exception& e) {
         // Render what we have: a scrape must not fail because one gauge could not be refreshed.

@@ -91,7 +91,20 @@ struct daemon::context {
     asio::awaitable<void> keep_watchdog(std::chrono::microseconds interval);
     asio::awaitable<void> report_status();
     ghl::request_observer request_metrics();
+    void refresh_auth_part();
 };
+
+void daemon::context::refresh_auth_part() {
+    if (!tokens)
+        return;
+    const auto st = tokens->status();
+    health::part auth;
+    auth.state = st.needs_reauth ? "needs_reauth" : "ok";
+    auth.healthy = !st.needs_reauth;
+    auth.reason = st.reason;
+    auth.detail["mode"] = to_string(st.mode);
+    monitor.set_part("auth", std::move(auth));
+}
 
 ghl::request_observer daemon::context::request_metrics() {
     return [this](const ghl::request_record& r) {
@@ -148,13 +161,7 @@ void daemon::context::start() {
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
     sopt.health_check = [this]() -> api::health {
-        const auto st = tokens->status();
-        health::part auth;
-        auth.state = st.needs_reauth ? "needs_reauth" : "ok";
-        auth.healthy = !st.needs_reauth;
-        auth.reason = st.reason;
-        auth.detail["mode"] = to_string(st.mode);
-        monitor.set_part("auth", std::move(auth));
+        refresh_auth_part();
         const health::report r = monitor.evaluate();
         api::health h{r.ok, r.reason, health::to_json(r)};
         if (stopping) {
@@ -163,6 +170,12 @@ void daemon::context::start() {
         }
         return h;
     };
+    // /metrics says what /healthz says: the health gauges are set from the registry per scrape.
+    metrics.poll_interval_seconds.set(cfg.sync.poll_interval_seconds);
+    registry.on_collect([this] {
+        refresh_auth_part();
+        health::export_metrics(monitor.evaluate(), metrics);
+    });
     server = std::make_unique<api::server>(io.get_executor(), std::move(sopt), *db, metrics);
     server->start();
 

@@ -154,4 +154,20 @@ boost::json::object to_json(const report& r) {
     return out;
 }
 
+void export_metrics(const report& r, metrics::daemon_metrics& m) {
+    for (const auto& l : r.loops) {
+        const bool up = l.state != loop_state::stopped && l.state != loop_state::down;
+        m.loop_up.with({l.name}).set(up ? 1 : 0);
+        m.loop_stalled.with({l.name}).set(l.stalled ? 1 : 0);
+    }
+    for (const auto& [name, p] : r.parts)
+        m.part_healthy.with({name}).set(p.healthy ? 1 : 0);
+    const auto breaker = r.parts.find("breaker");
+    for (auto s : {"closed", "open", "half_open"})
+        m.breaker_state.with({s}).set(breaker != r.parts.end() && breaker->second.state == s ? 1
+                                                                                             : 0);
+    const auto auth = r.parts.find("auth");
+    m.auth_needs_reauth.set(auth != r.parts.end() && auth->second.state == "needs_reauth" ? 1 : 0);
+}
+
 } // namespace speak4::health

@@ -14,6 +14,7 @@
 // the names and messages stored).
 
 #include "core/clock.hpp"
+#include "core/metrics.hpp"
 
 #include <boost/json/object.hpp>
 #include <chrono>
@@ -106,5 +107,10 @@ private:
 /// {"status":"ok"|"unhealthy","reason":…,"loops":{NAME:{"state","since","last_beat_at",
 /// "stalled","error"}}, PART:{"state","reason",…detail}} (parts by name at the top level).
 boost::json::object to_json(const report& r);
+
+/// Sets the health gauges of `m` (speak4_loop_up, speak4_loop_stalled, speak4_part_healthy,
+/// speak4_breaker_state, speak4_auth_needs_reauth) from a report, so /metrics and the alert rules
+/// say what /healthz says.
+void export_metrics(const report& r, metrics::daemon_metrics& m);
 
 } // namespace speak4::health

@@ -429,7 +429,29 @@ daemon_metrics::daemon_metrics(registry& r)
               .get())
     , last_pull_age_seconds(r.gauge("speak4_last_pull_age_seconds",
                                     "Seconds since the last successful incremental pull.")
-                                .get()) {
+                                .get())
+    , poll_interval_seconds(r.gauge("speak4_poll_interval_seconds",
+                                    "The configured incremental pull interval (seconds).")
+                                .get())
+    , oldest_pending_age_seconds(
+          r.gauge("speak4_oldest_pending_age_seconds",
+                  "Age of the oldest outbox row waiting to be sent (0 when none waits).")
+              .get())
+    , loop_up(r.gauge("speak4_loop_up", "1 while the loop runs, 0 once it ended.", {"loop"}))
+    , loop_stalled(r.gauge("speak4_loop_stalled",
+                           "1 while the loop has not completed an iteration within its threshold.",
+                           {"loop"}))
+    , part_healthy(r.gauge("speak4_part_healthy",
+                           "1 when the health part (auth, breaker, database, ...) is healthy.",
+                           {"part"}))
+    , breaker_state(r.gauge("speak4_breaker_state",
+                            "1 for the circuit breaker's current state (closed, open, half_open).",
+                            {"state"}))
+    , auth_needs_reauth(r.gauge("speak4_auth_needs_reauth",
+                                "1 while GHL refused the OAuth grant for good (needs_reauth).")
+                            .get()) {
+    for (auto s : {"closed", "open", "half_open"})
+        breaker_state.with({s});
     for (auto o : {"accepted", "duplicate", "invalid", "error"})
         events_total.with({o});
     for (auto s : {"pending", "inflight", "done", "dead"})

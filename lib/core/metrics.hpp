@@ -203,6 +203,26 @@ struct daemon_metrics {
     gauge& ghl_rate_limit_remaining;
     /// speak4_last_pull_age_seconds: seconds since the last successful incremental pull.
     gauge& last_pull_age_seconds;
+
+    // What the alert rules (conf/prometheus/speak4-sync-alerts.yml) need.
+    /// speak4_poll_interval_seconds: sync.poll_interval_seconds (so a rule can say "N polls").
+    gauge& poll_interval_seconds;
+    /// speak4_oldest_pending_age_seconds: age of the oldest outbox row waiting to be sent
+    /// (pending or in flight); 0 when none waits. Refreshed at scrape time.
+    gauge& oldest_pending_age_seconds;
+    /// speak4_loop_up{loop}: 1 while the loop runs (starting, running, backing off), 0 once it
+    /// ended. From the health registry (health::monitor) at scrape time.
+    gauge_family& loop_up;
+    /// speak4_loop_stalled{loop}: 1 while the loop has not completed an iteration within its
+    /// stall threshold.
+    gauge_family& loop_stalled;
+    /// speak4_part_healthy{part}: 1 when a health part (auth, breaker, database, …) is healthy.
+    gauge_family& part_healthy;
+    /// speak4_breaker_state{state="closed|open|half_open"}: 1 for the circuit breaker's current
+    /// state (the health part "breaker"); all 0 while no breaker reports.
+    gauge_family& breaker_state;
+    /// speak4_auth_needs_reauth: 1 while GHL refused the OAuth grant for good.
+    gauge& auth_needs_reauth;
 };
 
 } // namespace speak4::metrics
