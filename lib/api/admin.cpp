@@ -438,7 +438,7 @@ net::awaitable<reply> routes::admin(const request& req) {
             const long long id = target->id;
             const bool retry = target->action == "retry";
             const std::string stamp = format_iso8601(now);
-            const auto r = co_await db_.run([this, id, retry, &stamp](SQLite::Database& db) {
+            const auto r = co_await db_.run([id, retry, &stamp](SQLite::Database& db) {
                 auto out = retry ? store::retry_dead_letter(db, id, stamp)
                                  : store::drop_dead_letter(db, id);
                 reset_busy_statements(db);
