@@ -5,6 +5,7 @@
 
 #include "app/auth.hpp"
 #include "app/daemon.hpp"
+#include "app/fields.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -67,6 +68,7 @@ commands:
                        schedule a pull of one contact, or of everything
   auth exchange --code CODE | auth status
                        OAuth code exchange; token state
+  fields [--json]      the location's custom fields (id, name, fieldKey, type)
 
 global options:
   --config PATH        config file (default /etc/speak4-sync/speak4-sync.toml);
@@ -106,6 +108,14 @@ speak4-sync (exit 74).
 Parses the config (unknown keys and bad values are errors naming the key and line) and reads
 the credentials it names (secret files must not be readable by group or others). Prints
 "ok" or what is wrong (exit 78).
+)"},
+        {"fields", R"(usage: speak4-sync fields [--config PATH] [--json]
+
+Lists the location's contact custom fields from GHL (GET /locations/:locationId/customFields,
+scope locations/customFields.readonly): id, name, fieldKey, type, and the Speak4 field
+[rules.field_map] maps to each. [rules.field_map] may name a custom field by its name
+(lead_score = "Lead score"), customFields.<fieldKey> or customFields.<id>. The listing is saved
+in the database, so the daemon and `emit` resolve names when GHL cannot be reached.
 )"},
         {"emit", R"(usage: speak4-sync emit [--config PATH] FILE|-
 
@@ -306,6 +316,9 @@ int cmd_emit(const invocation& inv) {
         return le.line ? "line " + std::to_string(le.line) + ": " : std::string();
     };
     auto db = open_db(inv, cfg);
+    // Custom fields named in the field map resolve from the last listing the daemon (or
+    // `fields`) cached; types check values as the daemon's intake does.
+    const sync::resolved_fields fields = app::resolve_field_map(cfg, std::nullopt, *db);
     sync::intake in(*db, system_clock::instance());
     std::size_t accepted = 0, duplicates = 0, rejected = 0;
     long long seq = 0;
@@ -339,7 +352,7 @@ int cmd_emit(const invocation& inv) {
         batch_src.clear();
     };
     for (const auto& le : inputs) {
-        auto ev = sync::parse_event(le.body, cfg.rules.field_map);
+        auto ev = sync::parse_event(le.body, fields.map, {}, &fields.custom);
         if (!ev) {
             ++rejected;
             std::fprintf(stderr, "emit: %srejected: %s\n", where(le).c_str(),
@@ -650,7 +663,7 @@ int cmd_resync(const invocation& inv) {
     // A pull of one contact is what contact.opened asks for: reuse intake (stub row, coalescing).
     const std::string text = bj::serialize(
         bj::object{{"type", "contact.opened"}, {"contact", bj::object{{"ghl_id", *contact}}}});
-    auto ev = sync::parse_event(text, cfg.rules.field_map);
+    auto ev = sync::parse_event(text);
     if (!ev) {
         std::fprintf(stderr, "resync: --contact: %s\n", ev.error().message.c_str());
         return static_cast<int>(exit_code::data_err);
@@ -695,6 +708,58 @@ int cmd_auth(const invocation& inv) {
     usage("auth: unknown subcommand " + inv.args[0]);
 }
 
+int cmd_fields(const invocation& inv) {
+    bool as_json = false;
+    for (const auto& a : inv.args) {
+        if (a == "--json")
+            as_json = true;
+        else
+            usage("fields: unknown option " + a);
+    }
+    const config cfg = load(inv);
+    const secrets sec = load_secrets(cfg, true);
+    auto r = app::list_from_ghl(cfg, sec);
+    if (!r) {
+        std::fprintf(stderr, "fields: %s\n", r.error().c_str());
+        return static_cast<int>(exit_code::unavailable);
+    }
+    // Which Speak4 field the config maps to each (resolved against this very listing).
+    std::map<std::string, std::string> mapped_from;
+    if (auto res = sync::resolve_fields(cfg.rules.field_map, &*r))
+        for (const auto& [from, to] : res->map)
+            if (to.starts_with("customFields."))
+                mapped_from[to.substr(13)] = from;
+    if (as_json) {
+        bj::array out;
+        for (const auto& f : *r) {
+            bj::array opts;
+            for (const auto& o : f.options)
+                opts.emplace_back(o);
+            bj::object o{{"id", f.id},
+                         {"name", f.name},
+                         {"fieldKey", f.field_key},
+                         {"dataType", f.data_type},
+                         {"options", std::move(opts)}};
+            if (auto it = mapped_from.find(f.id); it != mapped_from.end())
+                o["mapped_from"] = it->second;
+            out.emplace_back(std::move(o));
+        }
+        std::printf("%s\n", bj::serialize(bj::object{{"customFields", std::move(out)}}).c_str());
+        return 0;
+    }
+    std::printf("%-22s %-28s %-36s %-16s %s\n", "ID", "NAME", "FIELDKEY", "TYPE", "MAPPED FROM");
+    for (const auto& f : *r) {
+        const auto it = mapped_from.find(f.id);
+        std::printf("%-22s %-28s %-36s %-16s %s\n", f.id.c_str(), f.name.c_str(),
+                    f.field_key.c_str(), f.data_type.c_str(),
+                    it == mapped_from.end() ? "" : it->second.c_str());
+    }
+    std::printf("%zu custom field%s; map one with [rules.field_map] SPEAK4_FIELD = \"NAME\" "
+                "(or \"customFields.ID\" / \"customFields.FIELDKEY\")\n",
+                r->size(), r->size() == 1 ? "" : "s");
+    return 0;
+}
+
 using command_fn = int (*)(const invocation&);
 
 const std::map<std::string, command_fn>& commands() {
@@ -704,6 +769,7 @@ const std::map<std::string, command_fn>& commands() {
         {"queue", cmd_queue},     {"audit", cmd_audit},
         {"run", cmd_run},         {"resync", cmd_resync},
         {"auth", cmd_auth},       {"demo", cmd_demo},
+        {"fields", cmd_fields},
     };
     return c;
 }

@@ -20,7 +20,7 @@ constexpr auto use_aw = net::use_awaitable;
 } // namespace
 
 net::awaitable<reply> routes::post_event(request& req) {
-    auto ev = sync::parse_event(req.body, opt_.field_map);
+    auto ev = sync::parse_event(req.body, opt_.field_map, {}, &opt_.custom_fields);
     if (!ev) {
         m_.events_total.with({"invalid"}).inc();
         // The one trace a rejected event leaves (DESIGN §3): never its body.

@@ -116,6 +116,14 @@ public:
     void notify_changes() {
         net::post(strand_, [self = shared_from_this()] { self->routes_.changes_committed(); });
     }
+    void set_field_map(sync::field_map map, sync::custom_field_types types) {
+        // routes_ reads opt_ on the strand: replace it there.
+        net::post(strand_, [self = shared_from_this(), map = std::move(map),
+                            types = std::move(types)]() mutable {
+            self->opt_.field_map = std::move(map);
+            self->opt_.custom_fields = std::move(types);
+        });
+    }
 
     std::atomic<unsigned short> port_{0};
     std::atomic<bool> stopped_{false};
@@ -623,6 +631,10 @@ bool server::stopped() const {
 
 void server::notify_changes() {
     impl_->notify_changes();
+}
+
+void server::set_field_map(sync::field_map map, sync::custom_field_types types) {
+    impl_->set_field_map(std::move(map), std::move(types));
 }
 
 } // namespace speak4::api

@@ -46,9 +46,10 @@ struct health {
 /// Settings of the server. from_config() fills them from the daemon's configuration; tests set
 /// them directly.
 struct server_options {
-    std::string listen = "127.0.0.1:8737"; // host:port or [v6]:port; port 0 picks a free port
-    secret api_token;                      // empty: every /v1/* request is refused (401)
-    sync::field_map field_map;             // [rules.field_map] for parse_event
+    std::string listen = "127.0.0.1:8737";  // host:port or [v6]:port; port 0 picks a free port
+    secret api_token;                       // empty: every /v1/* request is refused (401)
+    sync::field_map field_map;              // [rules.field_map], resolved (app/fields.hpp)
+    sync::custom_field_types custom_fields; // the custom fields it sends to (intake type checks)
 
     bool webhooks_enabled = false; // else /webhooks/ghl is 404
     webhook_keys signature_keys;   // at least one key when enabled
@@ -120,6 +121,10 @@ public:
     /// Tells /v1/changes long-polls that new changes were committed (other subsystems call this
     /// after committing rows to `changes`; the event batcher and webhooks call it themselves).
     void notify_changes();
+
+    /// Replaces the field map and its custom field types (SIGHUP re-resolves them); events
+    /// parsed after this use the new ones.
+    void set_field_map(sync::field_map map, sync::custom_field_types types);
 
 private:
     class impl;

@@ -1,11 +1,14 @@
 #include "app/daemon.hpp"
 
 #include "api/server.hpp"
+#include "app/alerts.hpp"
+#include "app/fields.hpp"
 #include "core/error.hpp"
 #include "core/health.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "ghl/client.hpp"
+#include "store/admin.hpp"
 #include "store/db_worker.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"
@@ -21,6 +24,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 #include <csignal>
 #include <systemd/sd-daemon.h>
 
@@ -77,6 +81,8 @@ struct daemon::context {
     std::unique_ptr<sync::dispatcher> dispatcher;
     std::unique_ptr<sync::reconciler> reconciler;
     std::unique_ptr<api::server> server;
+    std::shared_ptr<webhook_alerter> alerter;
+    std::optional<sys_time> last_429_at; // for the alerts' "rate_limited" condition
 
     bool stopping = false;
     bool dispatcher_done = true;
@@ -92,6 +98,10 @@ struct daemon::context {
     asio::awaitable<void> report_status();
     ghl::request_observer request_metrics();
     void refresh_auth_part();
+    asio::awaitable<alert_inputs> observe_alerts();
+    sync::resolved_fields resolve_fields_at_start();
+    asio::awaitable<void> refresh_field_map(config next);
+    std::shared_ptr<ghl::client> fields_client; // lists custom fields (start, SIGHUP)
 };
 
 void daemon::context::refresh_auth_part() {
@@ -116,7 +126,95 @@ ghl::request_observer daemon::context::request_metrics() {
                                                          1000.0);
         if (r.rate_remaining)
             metrics.ghl_rate_limit_remaining.set(static_cast<double>(*r.rate_remaining));
+        if (r.status == 429)
+            last_429_at = system_clock::instance().now();
     };
+}
+
+asio::awaitable<alert_inputs> daemon::context::observe_alerts() {
+    struct db_view {
+        long long dead = 0;
+        std::optional<std::string> oldest_pending_at;
+        std::optional<std::string> last_pull_at;
+    };
+    const db_view v = co_await db->run([](SQLite::Database& d) {
+        const auto s = store::read_status(d);
+        return db_view{s.queue.dead, store::oldest_pending_at(d), s.last_pull_at};
+    });
+    const sys_time now = system_clock::instance().now();
+    const auto age = [now](const std::optional<std::string>& at) -> std::optional<double> {
+        if (!at)
+            return std::nullopt;
+        const auto t = parse_iso8601(*at);
+        if (!t)
+            return std::nullopt;
+        return static_cast<double>((now - *t).count()) / 1000.0;
+    };
+    refresh_auth_part();
+    alert_inputs in;
+    in.dead_letters = v.dead;
+    in.oldest_pending_age_seconds = age(v.oldest_pending_at);
+    in.last_pull_age_seconds = age(v.last_pull_at);
+    in.poll_interval_seconds = cfg.sync.poll_interval_seconds;
+    in.last_429_at = last_429_at;
+    in.health = monitor.evaluate(now);
+    co_return in;
+}
+
+// [rules.field_map] names custom fields: list them from GHL before serving (the cache in the
+// database when GHL cannot be reached), so an unknown or ambiguous name refuses to start.
+sync::resolved_fields daemon::context::resolve_fields_at_start() {
+    std::optional<field_rows> fresh;
+    std::string why;
+    if (sync::uses_custom_fields(cfg.rules.field_map)) {
+        auto fut = asio::co_spawn(io, fetch_custom_fields(*fields_client), asio::use_future);
+        while (fut.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+            if (io.stopped())
+                io.restart();
+            io.run_one_for(std::chrono::milliseconds(100));
+        }
+        io.restart();
+        auto r = fut.get();
+        if (r) {
+            fresh = std::move(*r);
+            log::info("listed the location's custom fields", {{"count", fresh->size()}});
+        } else {
+            why = r.error();
+            log::warn("could not list the location's custom fields; using the cached listing",
+                      {{"error", why}});
+        }
+    }
+    try {
+        return db->run_sync(
+            [this, &fresh](SQLite::Database& d) { return resolve_field_map(cfg, fresh, d); });
+    } catch (const config_error& e) {
+        if (why.empty())
+            throw;
+        throw config_error(e.key(), 0,
+                           std::string(e.what()) + "\n(listing GHL's custom fields failed: " + why +
+                               ")");
+    }
+}
+
+asio::awaitable<void> daemon::context::refresh_field_map(config next) {
+    std::optional<field_rows> fresh;
+    if (sync::uses_custom_fields(next.rules.field_map)) {
+        auto r = co_await fetch_custom_fields(*fields_client);
+        if (r)
+            fresh = std::move(*r);
+        else
+            log::warn("could not list the location's custom fields; using the cached listing",
+                      {{"error", r.error()}});
+    }
+    try {
+        auto resolved = co_await db->run(
+            [&next, &fresh](SQLite::Database& d) { return resolve_field_map(next, fresh, d); });
+        if (server)
+            server->set_field_map(std::move(resolved.map), std::move(resolved.custom));
+        log::info("field map resolved", {{"fields", next.rules.field_map.size()}});
+    } catch (const std::exception& e) {
+        log::error("field map refused; keeping the running one", {{"error", e.what()}});
+    }
 }
 
 void daemon::context::start() {
@@ -152,6 +250,9 @@ void daemon::context::start() {
     }
     sync::ghl_access access{http, tokens, limiter,
                             ghl::client_options_from(cfg.ghl, request_metrics())};
+    fields_client =
+        std::make_shared<ghl::client>(access.http, access.options, access.tokens, access.limiter);
+    sync::resolved_fields fields = resolve_fields_at_start();
     dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access,
                                                     sync::dispatcher_options_from(cfg));
     reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access,
@@ -160,6 +261,8 @@ void daemon::context::start() {
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
+    sopt.field_map = std::move(fields.map);
+    sopt.custom_fields = std::move(fields.custom);
     sopt.health_check = [this]() -> api::health {
         refresh_auth_part();
         const health::report r = monitor.evaluate();
@@ -178,6 +281,12 @@ void daemon::context::start() {
     });
     server = std::make_unique<api::server>(io.get_executor(), std::move(sopt), *db, metrics);
     server->start();
+
+    // Webhook alerts (optional): a bad URL refuses to start, like any other bad setting.
+    if (!sec.alerts_webhook_url.empty())
+        alerter =
+            webhook_alerter::create(io.get_executor(), sec.alerts_webhook_url, cfg.ghl.location_id,
+                                    cfg.alerts, [this] { return observe_alerts(); });
 
     // Serving.
     dispatcher_done = false;
@@ -206,6 +315,15 @@ void daemon::context::start() {
     asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
     asio::co_spawn(io, watch_signals(), asio::detached);
     asio::co_spawn(io, report_status(), asio::detached);
+    if (alerter)
+        asio::co_spawn(io, webhook_alerter::run(alerter), [](std::exception_ptr e) {
+            if (e)
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& ex) {
+                    log::error("alerts stopped on an error", {{"error", ex.what()}});
+                }
+        });
     std::uint64_t usec = 0;
     if (::sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
         asio::co_spawn(io, keep_watchdog(std::chrono::microseconds(usec / 2)), asio::detached);
@@ -229,6 +347,8 @@ void daemon::context::begin_stop() {
         dispatcher->stop();
     if (reconciler)
         reconciler->stop();
+    if (alerter)
+        alerter->stop();
     if (server)
         server->stop(opt.grace, [this] {
             server_done = true;
@@ -266,6 +386,9 @@ void daemon::context::reload() {
             log::warn(
                 "some changes take effect only after a restart",
                 {{"keys", "ghl.auth, ghl.base_url, ghl.location_id, api.listen, database.path"}});
+        if (next_sec.alerts_webhook_url != sec.alerts_webhook_url)
+            log::warn("some changes take effect only after a restart",
+                      {{"keys", "alerts.webhook_url_file"}});
         if (pit)
             pit->set_token(next_sec.ghl_token); // token rotation without dropping work
         if (oauth)
@@ -274,6 +397,7 @@ void daemon::context::reload() {
         sec.client_secret = next_sec.client_secret;
         if (dispatcher)
             dispatcher->credentials_changed();
+        asio::co_spawn(io, refresh_field_map(next), asio::detached);
         log::info("reloaded");
     } catch (const std::exception& e) {
         // A bad edit never takes a running daemon down: it keeps the last good settings.

@@ -436,6 +436,15 @@ std::optional<std::string> check_listen(std::string_view s) {
     return std::nullopt;
 }
 
+} // namespace
+
+bool is_ghl_contact_field(std::string_view name) {
+    return std::find(ghl_contact_fields.begin(), ghl_contact_fields.end(), name) !=
+           ghl_contact_fields.end();
+}
+
+namespace {
+
 std::optional<std::string> check_field_target(std::string_view target) {
     if (std::find(ghl_contact_fields.begin(), ghl_contact_fields.end(), target) !=
         ghl_contact_fields.end())
@@ -448,7 +457,16 @@ std::optional<std::string> check_field_target(std::string_view target) {
             return "the custom field id must not contain spaces or control characters";
         return std::nullopt;
     }
-    return "must be a GHL contact field (" + join(ghl_contact_fields) + ") or customFields.<id>";
+    // Anything else names a custom field, resolved against the location's list at start
+    // (sync/custom_fields.hpp): an unknown name refuses to start there, naming this key.
+    if (target.empty())
+        return "must be a GHL contact field (" + join(ghl_contact_fields) +
+               "), customFields.<id or fieldKey> or a custom field's name";
+    if (target.size() > 200 || std::any_of(target.begin(), target.end(), [](char c) {
+            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+        }))
+        return "a custom field name must be at most 200 characters without control characters";
+    return std::nullopt;
 }
 
 // Optional text: "" is the same as leaving the key out.
@@ -761,6 +779,32 @@ void read_webhooks(reader& r, const toml::table& t, webhooks_config& c, const fs
                  });
 }
 
+void read_alerts(reader& r, const toml::table& t, alerts_config& c) {
+    read_section(r, t, "alerts",
+                 {
+                     {"webhook_url_file",
+                      [&](const toml::node& n, const std::string& k) {
+                          set_secret_path(r, c.webhook_url_file, n, k);
+                      }},
+                     {"check_interval_seconds",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_range(c.check_interval_seconds, n, k, 1, 3600);
+                      }},
+                     {"oldest_pending_minutes",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_min(c.oldest_pending_minutes, n, k, 1);
+                      }},
+                     {"stale_pull_polls",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_min(c.stale_pull_polls, n, k, 1);
+                      }},
+                     {"max_per_hour",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_range(c.max_per_hour, n, k, 1, 3600);
+                      }},
+                 });
+}
+
 void read_logging(reader& r, const toml::table& t, logging_config& c) {
     static constexpr std::array<std::pair<std::string_view, log::format>, 2> format_names{
         {{"json", log::format::json}, {"text", log::format::text}}};
@@ -938,6 +982,7 @@ config parse_config(std::string_view toml_text, std::string_view origin,
         {"sync", [&](const toml::table& t) { read_sync(r, t, cfg.sync); }},
         {"api", [&](const toml::table& t) { read_api(r, t, cfg.api); }},
         {"webhooks", [&](const toml::table& t) { read_webhooks(r, t, cfg.webhooks, base_dir); }},
+        {"alerts", [&](const toml::table& t) { read_alerts(r, t, cfg.alerts); }},
         {"logging", [&](const toml::table& t) { read_logging(r, t, cfg.logging); }},
         {"rules", [&](const toml::table& t) { read_rules(r, t, cfg.rules); }},
     };
@@ -1060,6 +1105,8 @@ secrets load_secrets(const config& cfg, bool require_ghl) {
                                  "ghl-client-secret", require_ghl, "when ghl.auth = \"oauth\"");
     }
     out.api_token = load("api.token_file", cfg.api.token_file, "api-token", false, "");
+    out.alerts_webhook_url = load("alerts.webhook_url_file", cfg.alerts.webhook_url_file,
+                                  "alerts-webhook-url", false, "");
     return out;
 }
 

@@ -126,6 +126,19 @@ struct webhooks_config {
     bool operator==(const webhooks_config&) const = default;
 };
 
+/// Optional alerts for teams without Prometheus: a Slack-compatible JSON message posted when a
+/// condition starts and when it ends (README "Alerts"). The URL is a secret, read by
+/// load_secrets() from webhook_url_file (credential "alerts-webhook-url").
+struct alerts_config {
+    std::filesystem::path webhook_url_file; // empty = no webhook alerts
+    int check_interval_seconds = 30;        // how often the conditions are evaluated
+    int oldest_pending_minutes = 15;        // an event waiting longer than this
+    int stale_pull_polls = 3;               // no completed pull for this many poll intervals
+    int max_per_hour = 30;                  // messages beyond this wait (rate limit)
+
+    bool operator==(const alerts_config&) const = default;
+};
+
 struct logging_config {
     log::level level = log::level::info;
     log::format format = log::format::json;
@@ -153,11 +166,15 @@ struct config {
     sync_config sync;
     api_config api;
     webhooks_config webhooks;
+    alerts_config alerts;
     logging_config logging;
     rules_config rules;
 
     bool operator==(const config&) const = default;
 };
+
+/// GHL's contact write fields a field map may name directly (firstName, …, "tags").
+bool is_ghl_contact_field(std::string_view name);
 
 /// Parses TOML text. `origin` names the source in messages. Relative paths in the file are
 /// resolved against `base_dir` (see the top of this file). Throws config_error naming the key
@@ -177,9 +194,10 @@ config load_config(const std::filesystem::path& path);
 /// systemd credential of its default name ("ghl-token", "ghl-client-secret", "api-token") when
 /// $CREDENTIALS_DIRECTORY holds it. Files readable by group or others are refused.
 struct secrets {
-    secret ghl_token;     // private token (auth = private_token)
-    secret client_secret; // oauth
-    secret api_token;     // local API bearer token (empty = API refuses /v1/*)
+    secret ghl_token;          // private token (auth = private_token)
+    secret client_secret;      // oauth
+    secret api_token;          // local API bearer token (empty = API refuses /v1/*)
+    secret alerts_webhook_url; // [alerts] webhook_url_file (empty = no webhook alerts)
 };
 
 /// Where the secret of one *_file key is read from: `configured` resolved as described at the

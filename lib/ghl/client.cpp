@@ -634,6 +634,25 @@ client::list_appointments(std::string contact_id) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Custom fields
+
+asio::awaitable<result<std::vector<custom_field>>> client::list_custom_fields() {
+    constexpr std::string_view tmpl = "/locations/:locationId/customFields";
+    if (opt_.location_id.empty())
+        co_return invalid(op_name(http_method::get, tmpl), "locationId is empty");
+    std::string q;
+    add_query(q, "model", "contact");
+    op o{http_method::get, tmpl, "/locations/" + url_encode(opt_.location_id) + "/customFields", q};
+    auto r = co_await execute(std::move(o));
+    if (!r)
+        co_return r.error();
+    if (!r->contains("customFields"))
+        co_return bad_body(op_name(http_method::get, tmpl), "response has no \"customFields\"",
+                           200);
+    co_return envelope_list<custom_field>(*r, "customFields", parse_custom_field);
+}
+
+// ---------------------------------------------------------------------------------------------
 // OAuth token endpoint
 
 http_token_endpoint::http_token_endpoint(std::shared_ptr<http_client> http,

@@ -159,6 +159,10 @@ public:
     /// GET /contacts/:contactId/appointments -> {"events": […]}
     asio::awaitable<result<std::vector<appointment>>> list_appointments(std::string contact_id);
 
+    /// GET /locations/:locationId/customFields?model=contact (scope
+    /// locations/customFields.readonly): the location's contact custom fields.
+    asio::awaitable<result<std::vector<custom_field>>> list_custom_fields();
+
     const client_options& options() const { return opt_; }
     token_provider& tokens() { return *tokens_; }
     rate_limiter& limiter() { return *limiter_; }

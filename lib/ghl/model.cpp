@@ -284,6 +284,27 @@ std::optional<appointment> parse_appointment(const bj::value& v) {
     return a;
 }
 
+std::optional<custom_field> parse_custom_field(const bj::value& v) {
+    const auto* o = v.if_object();
+    auto id = record_id(o);
+    if (!id)
+        return std::nullopt;
+    custom_field f;
+    f.id = std::move(*id);
+    f.name = get_string(*o, "name").value_or("");
+    if (f.name.empty())
+        return std::nullopt;
+    f.field_key = get_string(*o, "fieldKey").value_or("");
+    f.data_type = get_string(*o, "dataType").value_or("");
+    f.model = get_string(*o, "model").value_or("");
+    if (const auto* opts = o->if_contains("picklistOptions"))
+        if (const auto* a = opts->if_array())
+            for (const auto& x : *a)
+                if (const auto* str = x.if_string())
+                    f.options.emplace_back(*str);
+    return f;
+}
+
 contact_search_page parse_search_page(const bj::object& body, int page_limit) {
     bj::object copy = body;
     return parse_search_page(std::move(copy), page_limit);

@@ -67,6 +67,17 @@ struct appointment {
     bj::object raw;
 };
 
+/// A location's custom field (GET /locations/:locationId/customFields, CustomFieldSchema).
+struct custom_field {
+    std::string id;
+    std::string name;
+    std::string field_key; ///< "contact.favourite_colour"
+    std::string data_type; ///< TEXT, LARGE_TEXT, NUMERICAL, PHONE, MONETORY, CHECKBOX,
+                           ///< SINGLE_OPTIONS, MULTIPLE_OPTIONS, DATE, TEXTBOX_LIST, FILE_UPLOAD…
+    std::string model;     ///< "contact" | "opportunity"
+    std::vector<std::string> options; ///< picklistOptions (the option values)
+};
+
 /// One page of POST /contacts/search.
 struct contact_search_page {
     std::vector<contact> contacts;
@@ -96,6 +107,8 @@ std::optional<contact> parse_contact_moved(bj::value&& v);
 std::optional<task> parse_task(const bj::value& v);
 std::optional<note> parse_note(const bj::value& v);
 std::optional<appointment> parse_appointment(const bj::value& v);
+/// A custom field; nullopt without an id or a name.
+std::optional<custom_field> parse_custom_field(const bj::value& v);
 
 /// Envelope {"contacts":[…],"total":n,"traceId":…}; `page_limit` decides `more`.
 contact_search_page parse_search_page(const bj::object& body, int page_limit);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <boost/throw_exception.hpp>
+#include <charconv>
 #include <chrono>
 #include <stdexcept>
 #include <utility>
@@ -300,11 +301,78 @@ bool is_top_key(std::string_view key) {
     return key == "notes" || key == "pull" || key == "note" || key == "task" || key == "tags";
 }
 
+bool all_digits(std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// "2026-12-03" or an ISO-8601 date-time starting with one.
+bool looks_like_date(std::string_view s) {
+    return s.size() >= 10 && all_digits(s.substr(0, 4)) && s[4] == '-' &&
+           all_digits(s.substr(5, 2)) && s[7] == '-' && all_digits(s.substr(8, 2)) &&
+           (s.size() == 10 || s[10] == 'T' || s[10] == ' ');
+}
+
+bool is_number_text(std::string_view s) {
+    if (s.empty())
+        return false;
+    double d = 0;
+    const auto r = std::from_chars(s.data(), s.data() + s.size(), d);
+    return r.ec == std::errc() && r.ptr == s.data() + s.size();
+}
+
+/// Why `v` does not suit the custom field's type (GHL's dataType), or nullopt. null always
+/// suits (it clears the field); types this does not know are not checked.
+std::optional<std::string> custom_type_mismatch(const store::custom_field_row& f,
+                                                const bj::value& v) {
+    if (v.is_null())
+        return std::nullopt;
+    const std::string& t = f.data_type;
+    const auto in_options = [&f](std::string_view s) {
+        return f.options.empty() ||
+               std::find(f.options.begin(), f.options.end(), s) != f.options.end();
+    };
+    if (t == "NUMERICAL" || t == "MONETORY") {
+        if (v.is_number() || (v.is_string() && is_number_text(view(v.get_string()))))
+            return std::nullopt;
+        return "takes a number";
+    }
+    if (t == "TEXT" || t == "LARGE_TEXT" || t == "PHONE" || t == "EMAIL") {
+        if (v.is_string())
+            return std::nullopt;
+        return "takes a string";
+    }
+    if (t == "DATE") {
+        if (v.is_string() && looks_like_date(view(v.get_string())))
+            return std::nullopt;
+        return "takes a date (YYYY-MM-DD)";
+    }
+    if (t == "SINGLE_OPTIONS" || t == "RADIO") {
+        if (!v.is_string())
+            return "takes one of its options as a string";
+        if (!in_options(view(v.get_string())))
+            return "has no option \"" + shown(view(v.get_string())) + "\"";
+        return std::nullopt;
+    }
+    if (t == "MULTIPLE_OPTIONS" || t == "CHECKBOX") {
+        const auto* a = v.if_array();
+        if (!a)
+            return "takes an array of its options";
+        for (const auto& x : *a)
+            if (!x.is_string() || !in_options(view(x.get_string())))
+                return "has no option " + (x.is_string() ? "\"" + shown(view(x.get_string())) + "\""
+                                                         : std::string("that is not a string"));
+        return std::nullopt;
+    }
+    return std::nullopt;
+}
+
 class event_parser {
 public:
-    event_parser(const field_map& map, const event_limits& limits)
+    event_parser(const field_map& map, const event_limits& limits, const custom_field_types* types)
         : map_(map)
-        , limits_(limits) {}
+        , limits_(limits)
+        , types_(types) {}
 
     maybe_error run(const bj::object& doc, event& out);
 
@@ -334,6 +402,7 @@ private:
 
     const field_map& map_;
     const event_limits& limits_;
+    const custom_field_types* types_;
     // GHL field (or "customFields.<id>", "tags") -> the event's path that set it, so two keys
     // that the field map sends to one field are an error instead of a silent overwrite.
     std::map<std::string, std::string> claimed_;
@@ -572,6 +641,11 @@ maybe_error event_parser::set_custom_field(const std::string& path, std::string_
                                            const bj::value& v, contact_changes& changes) {
     if (auto e = check_custom_value(path, v))
         return e;
+    if (types_)
+        if (const auto it = types_->find(std::string(id)); it != types_->end())
+            if (auto why = custom_type_mismatch(it->second, v))
+                return fail(path, "maps to the custom field \"" + shown(it->second.name) + "\" (" +
+                                      it->second.data_type + "), which " + *why);
     std::string key(id);
     if (auto e = claim("customFields." + key, path))
         return e;
@@ -786,8 +860,10 @@ void throw_exception_from_error(const validation_error& e, const boost::source_l
     boost::throw_with_location(std::invalid_argument(e.message), loc);
 }
 
-boost::system::result<event, validation_error>
-parse_event(std::string_view json_text, const field_map& map, const event_limits& limits) {
+boost::system::result<event, validation_error> parse_event(std::string_view json_text,
+                                                           const field_map& map,
+                                                           const event_limits& limits,
+                                                           const custom_field_types* types) {
     // Checked here as well as in json::parse so the message names the limit the way the HTTP
     // layer's 413 does.
     if (json_text.size() > limits.max_bytes)
@@ -803,7 +879,7 @@ parse_event(std::string_view json_text, const field_map& map, const event_limits
     if (!object)
         return fail("", "must be a JSON object");
     event out;
-    event_parser parser(map, limits);
+    event_parser parser(map, limits, types);
     if (auto e = parser.run(*object, out))
         return std::move(*e);
     return out;

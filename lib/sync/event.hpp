@@ -2,6 +2,8 @@
 // Speak4 events, v1 (DESIGN §3): the model and its validation. Parsing never throws; a bad
 // event yields a validation_error naming the field, and the whole event is rejected.
 
+#include "store/custom_fields.hpp"
+
 #include <boost/assert/source_location.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
@@ -108,10 +110,15 @@ struct event_limits {
                                              const boost::source_location& loc);
 
 using field_map = std::map<std::string, std::string>;
+/// Custom field id -> the field as GHL lists it (its type checks values at intake).
+using custom_field_types = std::map<std::string, store::custom_field_row>;
 
 /// Parses and validates one event from JSON text. `map` renames Speak4 contact fields to GHL
-/// fields ("mobile" -> "phone", "lead_score" -> "customFields.<id>").
+/// fields ("mobile" -> "phone", "lead_score" -> "customFields.<id>"). With `types`, a value for
+/// a custom field it lists must suit the field's type ("contact.lead_score: maps to the custom
+/// field \"Lead score\" (NUMERICAL), which takes a number").
 boost::system::result<event, validation_error>
-parse_event(std::string_view json_text, const field_map& map = {}, const event_limits& limits = {});
+parse_event(std::string_view json_text, const field_map& map = {}, const event_limits& limits = {},
+            const custom_field_types* types = nullptr);
 
 } // namespace speak4::sync

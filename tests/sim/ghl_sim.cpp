@@ -681,6 +681,10 @@ std::string server::base_url() const {
     return impl_->url;
 }
 
+std::string server::seed_custom_field(const boost::json::object& fields) {
+    return impl_->core->seed_custom_field(fields);
+}
+
 std::string server::seed_contact(const boost::json::object& fields) {
     return impl_->core->seed_contact(fields);
 }

@@ -175,6 +175,9 @@ public:
     std::string seed_task(const std::string& contact_id, const boost::json::object& fields);
     std::string seed_note(const std::string& contact_id, const boost::json::object& fields);
     std::string seed_appointment(const std::string& contact_id, const boost::json::object& fields);
+    /// Adds a custom field of the location (name, dataType, fieldKey, model, picklistOptions);
+    /// returns its id. Also POST /_sim/customFields.
+    std::string seed_custom_field(const boost::json::object& fields);
     /// Changes a contact "remotely" (as a GHL user would); bumps dateUpdated.
     void update_contact(const std::string& id, const boost::json::object& patch);
     void delete_contact(const std::string& id);

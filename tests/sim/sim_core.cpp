@@ -496,6 +496,7 @@ enum class route_id {
     note_put,
     note_delete,
     appointments_list,
+    custom_fields_list,
 };
 
 std::vector<std::string> split_path(std::string_view path) {
@@ -549,6 +550,9 @@ core::route match_route(const std::string& method, const std::vector<std::string
     const std::size_t n = seg.size();
     if (n == 2 && seg[0] == "oauth" && seg[1] == "token" && method == "POST") {
         set(route_id::oauth_token, "/oauth/token");
+    } else if (n == 3 && seg[0] == "locations" && seg[2] == "customFields" && method == "GET") {
+        set(route_id::custom_fields_list, "/locations/:locationId/customFields");
+        r.sub_id = seg[1];
     } else if (n >= 1 && seg[0] == "contacts") {
         if (n == 1) {
             if (method == "GET") {
@@ -1927,6 +1931,8 @@ http_response core::handle_api(const route& r, const http_request& req,
         return note_delete(cid, sid);
     case route_id::appointments_list:
         return appointments_list(cid);
+    case route_id::custom_fields_list:
+        return custom_fields_list(sid, query);
     case route_id::oauth_token:
     case route_id::unknown:
         break;
@@ -2951,8 +2957,59 @@ http_response core::appointments_list(const std::string& contact_id) {
     return json_response(200, bj::object{{"events", std::move(out)}, {"traceId", new_trace_id()}});
 }
 
+http_response core::custom_fields_list(const std::string& location_id,
+                                       const std::map<std::string, std::string>& query) {
+    // As GHL: another location's fields are not this token's business; `model` filters
+    // ("contact" | "opportunity" | "all"; GHL's default is all).
+    if (location_id != opt_.location_id) {
+        return error_response(403, "The token does not have access to this location.", "Forbidden");
+    }
+    std::string model = "all";
+    if (auto it = query.find("model"); it != query.end()) {
+        model = it->second;
+    }
+    if (model != "contact" && model != "opportunity" && model != "all") {
+        return error_response(422, "model must be one of the following values: contact, "
+                                   "opportunity, all");
+    }
+    bj::array out;
+    for (const auto& f : custom_fields_) {
+        if (model == "all" || str_of(f, "model") == model) {
+            out.emplace_back(f);
+        }
+    }
+    return json_response(200, bj::object{{"customFields", std::move(out)}});
+}
+
 // ---------------------------------------------------------------------------------------------
 // Admin, C++ side. Control plane: invalid input throws.
+
+std::string core::seed_custom_field(const bj::object& fields) {
+    lock_t lock(mutex_);
+    bj::object f;
+    f["id"] = new_id();
+    f["name"] = "Field";
+    f["dataType"] = "TEXT";
+    f["model"] = "contact";
+    f["position"] = static_cast<std::int64_t>(custom_fields_.size()) * 50;
+    f["placeholder"] = "";
+    for (const auto& kv : fields) {
+        f[kv.key()] = kv.value();
+    }
+    if (!f.contains("fieldKey")) {
+        std::string key;
+        for (char c : str_of(f, "name")) {
+            key += std::isalnum(static_cast<unsigned char>(c))
+                       ? static_cast<char>(std::tolower(static_cast<unsigned char>(c)))
+                       : '_';
+        }
+        f["fieldKey"] = str_of(f, "model") + "." + key;
+    }
+    f["locationId"] = opt_.location_id;
+    const std::string id = str_of(f, "id");
+    custom_fields_.push_back(std::move(f));
+    return id;
+}
 
 std::string core::seed_contact(const bj::object& fields) {
     lock_t lock(mutex_);
@@ -3438,6 +3495,9 @@ http_response core::handle_admin(const http_request& req, const std::string& pat
     const std::size_t n = seg.size();
     // Called without the lock: the public admin methods take it themselves.
     try {
+        if (n == 2 && seg[1] == "customFields" && m == "POST") {
+            return json_response(201, bj::object{{"id", seed_custom_field(body)}});
+        }
         if (n == 2 && seg[1] == "contacts" && m == "POST") {
             std::string id = seed_contact(body);
             lock_t lock(mutex_);

@@ -89,6 +89,9 @@ public:
     std::string seed_task(const std::string& contact_id, const bj::object& fields);
     std::string seed_note(const std::string& contact_id, const bj::object& fields);
     std::string seed_appointment(const std::string& contact_id, const bj::object& fields);
+    /// A custom field (CustomFieldSchema names: name, dataType, fieldKey, model,
+    /// picklistOptions); id, fieldKey ("contact.<name>") and model ("contact") are defaulted.
+    std::string seed_custom_field(const bj::object& fields);
     void update_contact(const std::string& id, const bj::object& patch);
     void delete_contact(const std::string& id);
     bj::value state() const;
@@ -202,6 +205,8 @@ private:
                               const bj::object& body);
     http_response note_delete(const std::string& contact_id, const std::string& note_id);
     http_response appointments_list(const std::string& contact_id);
+    http_response custom_fields_list(const std::string& location_id,
+                                     const std::map<std::string, std::string>& query);
 
     // State helpers.
     contact_rec* find_contact(const std::string& id);
@@ -253,6 +258,7 @@ private:
     std::size_t seeded_ = 0; // seed_contacts() numbering
 
     std::map<std::string, contact_rec> contacts_;
+    std::vector<bj::object> custom_fields_; // GET /locations/:locationId/customFields
     updated_index by_updated_;
     added_index by_added_;
     first_index by_first_;

@@ -121,6 +121,12 @@ const bad_case bad_cases[] = {
      "rules.appointment_reminder_minutes", 2, "must be at least 0"},
     {"max_age_zero", "[webhooks]\nenabled = true\nmax_age_seconds = 0\n",
      "webhooks.max_age_seconds", 3, "must be at least 1"},
+    {"alerts_check_zero", "[alerts]\ncheck_interval_seconds = 0\n", "alerts.check_interval_seconds",
+     2, "must be between 1 and 3600"},
+    {"alerts_per_hour_zero", "[alerts]\nmax_per_hour = 0\n", "alerts.max_per_hour", 2,
+     "must be between 1 and 3600"},
+    {"alerts_url_file_int", "[alerts]\nwebhook_url_file = 3\n", "alerts.webhook_url_file", 2,
+     "must be a string"},
     // types
     {"int_as_string", "[ghl]\ntimeout_ms = \"30000\"\n", "ghl.timeout_ms", 2, "must be an integer"},
     {"int_as_float", "[ghl]\ntimeout_ms = 1.5\n", "ghl.timeout_ms", 2, "must be an integer"},
@@ -181,8 +187,10 @@ const bad_case bad_cases[] = {
      "unexpected text after ']'"},
     {"listen_no_host", "[api]\nlisten = \":8737\"\n", "api.listen", 2, "host is missing"},
     // rules
-    {"field_map_unknown_target", "[rules.field_map]\nmobile = \"mobilePhone\"\n",
-     "rules.field_map.mobile", 2, "must be a GHL contact field"},
+    {"field_map_empty_target", "[rules.field_map]\nmobile = \"\"\n", "rules.field_map.mobile", 2,
+     "must be a GHL contact field"},
+    {"field_map_control_target", "[rules.field_map]\nmobile = \"Mob\\tile\"\n",
+     "rules.field_map.mobile", 2, "without control characters"},
     {"field_map_custom_no_id", "[rules.field_map]\nscore = \"customFields.\"\n",
      "rules.field_map.score", 2, "needs the custom field's id"},
     {"field_map_not_string", "[rules.field_map]\nscore = 5\n", "rules.field_map.score", 2,
@@ -642,6 +650,9 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
       "list_mode", "fetch_children", "audit_retention_days"}},
     {"api", {"listen", "token_file"}},
     {"webhooks", {"enabled", "public_key_file", "rsa_public_key_file", "max_age_seconds"}},
+    {"alerts",
+     {"webhook_url_file", "check_interval_seconds", "oldest_pending_minutes", "stale_pull_polls",
+      "max_per_hour"}},
     {"logging", {"level", "format"}},
     {"rules", {"appointment_reminder_minutes", "business_contacts", "tag_routes", "field_map"}},
 };
@@ -887,4 +898,17 @@ TEST(config, breaker_and_lane_keys) {
     const auto d = parse("");
     EXPECT_EQ(d.breaker, speak4::breaker_config{});
     EXPECT_EQ(d.sync.index_lag_seconds, 300);
+}
+
+TEST(config, alerts_keys) {
+    const auto c = speak4::parse_config(
+        "[alerts]\nwebhook_url_file = \"alert-url\"\ncheck_interval_seconds = 5\n"
+        "oldest_pending_minutes = 30\nstale_pull_polls = 4\nmax_per_hour = 10\n",
+        "test.toml", "/etc/speak4-sync");
+    EXPECT_EQ(c.alerts.webhook_url_file, "alert-url") << "a secret path is kept as written";
+    EXPECT_EQ(c.alerts.check_interval_seconds, 5);
+    EXPECT_EQ(c.alerts.oldest_pending_minutes, 30);
+    EXPECT_EQ(c.alerts.stale_pull_polls, 4);
+    EXPECT_EQ(c.alerts.max_per_hour, 10);
+    EXPECT_EQ(speak4::parse_config("", "t", "/").alerts, speak4::alerts_config{});
 }
