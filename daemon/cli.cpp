@@ -6,6 +6,7 @@
 #include "app/auth.hpp"
 #include "app/daemon.hpp"
 #include "app/fields.hpp"
+#include "app/online_check.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/json.hpp"
@@ -57,7 +58,9 @@ commands:
   demo [--dir DIR] [--port N]
                        the whole loop against the bundled GHL simulator
   migrate              apply database migrations, print the schema version
-  check-config         validate the config and credentials, print what is wrong
+  check-config [--online]
+                       validate the config and credentials; --online: and the
+                       token's scopes and rate budget, asking GHL
   emit FILE|-          validate and durably enqueue one event or JSON lines
   status [--json]      queue depth, dead letters, cursors, last pull, auth
   queue list|retry ID|retry --dead|drop ID
@@ -103,11 +106,17 @@ Creates the database if needed and applies every migration it lacks, each with i
 bump in one transaction. Prints the schema version. Refuses a database written by a newer
 speak4-sync (exit 74).
 )"},
-        {"check-config", R"(usage: speak4-sync check-config [--config PATH]
+        {"check-config", R"(usage: speak4-sync check-config [--config PATH] [--online]
 
 Parses the config (unknown keys and bad values are errors naming the key and line) and reads
 the credentials it names (secret files must not be readable by group or others). Prints
 "ok" or what is wrong (exit 78).
+
+--online also asks GHL, with one cheap call per scope the configuration needs, whether the
+token has it (contacts.readonly: GET /contacts/?limit=1; contacts.write: a PUT of a contact id
+that cannot exist, which GHL refuses after checking the scope, so nothing is written;
+locations/customFields.readonly when [rules.field_map] names custom fields), and prints the
+location's rate-limit budget. A missing scope exits 78 naming it; GHL unreachable exits 69.
 )"},
         {"fields", R"(usage: speak4-sync fields [--config PATH] [--json]
 
@@ -233,8 +242,13 @@ int cmd_migrate(const invocation& inv) {
 }
 
 int cmd_check_config(const invocation& inv) {
-    if (!inv.args.empty())
-        usage("check-config takes no arguments");
+    bool online = false;
+    for (const auto& a : inv.args) {
+        if (a == "--online")
+            online = true;
+        else
+            usage("check-config: unknown option " + a + " (it takes --online)");
+    }
     const config cfg = load(inv);
     const secrets sec = load_secrets(cfg, true);
     std::vector<std::string> problems;
@@ -254,6 +268,36 @@ int cmd_check_config(const invocation& inv) {
     std::printf("ok: %s (auth %s, location %s, database %s)\n", cfg.source.c_str(),
                 std::string(to_string(cfg.ghl.auth)).c_str(), cfg.ghl.location_id.c_str(),
                 cfg.database.path.c_str());
+    if (!online)
+        return 0;
+
+    const auto report = app::check_online(cfg, sec);
+    bool missing = false;
+    for (const auto& c : report.checks) {
+        using st = app::scope_check::state;
+        const char* verdict = c.result == st::granted   ? "granted"
+                              : c.result == st::missing ? "MISSING"
+                                                        : "not verified";
+        std::printf("scope %-32s %-13s for %s (%s: %s)\n", c.scope.c_str(), verdict,
+                    c.needed_by.c_str(), c.probe.c_str(), c.detail.c_str());
+        if (c.result == st::missing) {
+            missing = true;
+            std::fprintf(stderr, "%s: the token lacks %s, needed for %s\n", cfg.source.c_str(),
+                         c.scope.c_str(), c.needed_by.c_str());
+        }
+    }
+    if (report.rate_remaining || report.daily_remaining)
+        std::printf("rate limit: %s left in the current window, %s left today\n",
+                    report.rate_remaining ? std::to_string(*report.rate_remaining).c_str() : "?",
+                    report.daily_remaining ? std::to_string(*report.daily_remaining).c_str() : "?");
+    if (missing)
+        return static_cast<int>(exit_code::config);
+    if (!report.ok()) {
+        std::fprintf(stderr,
+                     "check-config: GHL could not be asked about every scope (see above)\n");
+        return static_cast<int>(exit_code::unavailable);
+    }
+    std::printf("ok: the token has every scope this configuration needs\n");
     return 0;
 }
 
