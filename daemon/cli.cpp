@@ -12,6 +12,7 @@
 #include "core/json.hpp"
 #include "core/log.hpp"
 #include "demo.hpp"
+#include "init.hpp"
 #include "store/database.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"
@@ -54,6 +55,7 @@ const char* const usage_text = R"(usage: speak4-sync [--config PATH] COMMAND [op
 Keeps Speak4 contacts, tasks and notes in two-way sync with HighLevel (GHL).
 
 commands:
+  init                 guided first setup: writes the config and secret files
   run                  the daemon (foreground; systemd Type=notify)
   demo [--dir DIR] [--port N]
                        the whole loop against the bundled GHL simulator
@@ -118,6 +120,7 @@ that cannot exist, which GHL refuses after checking the scope, so nothing is wri
 locations/customFields.readonly when [rules.field_map] names custom fields), and prints the
 location's rate-limit budget. A missing scope exits 78 naming it; GHL unreachable exits 69.
 )"},
+        {"init", init_help},
         {"fields", R"(usage: speak4-sync fields [--config PATH] [--json]
 
 Lists the location's contact custom fields from GHL (GET /locations/:locationId/customFields,
@@ -249,7 +252,14 @@ int cmd_check_config(const invocation& inv) {
         else
             usage("check-config: unknown option " + a + " (it takes --online)");
     }
-    const config cfg = load(inv);
+    return check_config(inv.config_path.value_or(default_config_path), online);
+}
+
+} // namespace
+
+int check_config(const std::string& config_path, bool online) {
+    config cfg = load_config(config_path);
+    log::init(cfg.logging.level, cfg.logging.format);
     const secrets sec = load_secrets(cfg, true);
     std::vector<std::string> problems;
     if (cfg.ghl.location_id.empty())
@@ -300,6 +310,8 @@ int cmd_check_config(const invocation& inv) {
     std::printf("ok: the token has every scope this configuration needs\n");
     return 0;
 }
+
+namespace {
 
 /// Reads FILE or stdin whole.
 std::string read_input(const std::string& name) {
@@ -804,6 +816,10 @@ int cmd_fields(const invocation& inv) {
     return 0;
 }
 
+int cmd_init(const invocation& inv) {
+    return run_init(inv.config_path, inv.args);
+}
+
 using command_fn = int (*)(const invocation&);
 
 const std::map<std::string, command_fn>& commands() {
@@ -813,7 +829,7 @@ const std::map<std::string, command_fn>& commands() {
         {"queue", cmd_queue},     {"audit", cmd_audit},
         {"run", cmd_run},         {"resync", cmd_resync},
         {"auth", cmd_auth},       {"demo", cmd_demo},
-        {"fields", cmd_fields},
+        {"fields", cmd_fields},   {"init", cmd_init},
     };
     return c;
 }

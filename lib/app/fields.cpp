@@ -30,16 +30,23 @@ fetch_custom_fields(ghl::client& client) {
     co_return out;
 }
 
-boost::system::result<field_rows, std::string> list_from_ghl(const config& cfg,
-                                                             const secrets& sec) {
+boost::system::result<field_rows, std::string> list_from_ghl(const config& cfg, const secrets& sec,
+                                                             bool use_database) {
     if (cfg.ghl.location_id.empty())
         throw config_error("ghl.location_id", 0,
                            "ghl.location_id: is required to list the location's custom fields");
-    {
-        auto conn = store::open_database({cfg.database.path});
-        store::migrate(*conn);
+    if (!use_database && cfg.ghl.auth == auth_mode::oauth)
+        throw config_error("ghl.auth", 0,
+                           "ghl.auth: OAuth tokens live in the database; list custom fields "
+                           "with `speak4-sync fields` after `auth exchange`");
+    std::unique_ptr<store::db_worker> db;
+    if (use_database) {
+        {
+            auto conn = store::open_database({cfg.database.path});
+            store::migrate(*conn);
+        }
+        db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
     }
-    store::db_worker db({cfg.database.path});
     asio::io_context io;
     auto http =
         std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
@@ -47,7 +54,7 @@ boost::system::result<field_rows, std::string> list_from_ghl(const config& cfg,
     if (cfg.ghl.auth == auth_mode::oauth)
         tokens = ghl::oauth_token_provider::create(
             io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret),
-            std::make_shared<sync::sqlite_token_store>(db),
+            std::make_shared<sync::sqlite_token_store>(*db),
             std::make_shared<ghl::http_token_endpoint>(http));
     else
         tokens = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
@@ -62,13 +69,14 @@ boost::system::result<field_rows, std::string> list_from_ghl(const config& cfg,
     auto fut = asio::co_spawn(io, session(), asio::use_future);
     io.run();
     auto r = fut.get();
-    if (r) {
+    if (r && db) {
         const std::string now = format_iso8601(system_clock::instance().now());
         const field_rows rows = *r;
-        db.run_sync(
+        db->run_sync(
             [&rows, &now](SQLite::Database& d) { store::save_custom_fields(d, rows, now); });
     }
-    db.stop();
+    if (db)
+        db->stop();
     return r;
 }
 

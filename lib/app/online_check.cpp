@@ -48,11 +48,16 @@ void classify(scope_check& c, const std::optional<ghl::error>& e, bool write_pro
 } // namespace
 
 online_report check_online(const config& cfg, const secrets& sec) {
-    {
-        auto conn = store::open_database({cfg.database.path});
-        store::migrate(*conn);
+    // OAuth tokens live in the database; a private token needs none (init checks before any
+    // database exists).
+    std::unique_ptr<store::db_worker> db;
+    if (cfg.ghl.auth == auth_mode::oauth) {
+        {
+            auto conn = store::open_database({cfg.database.path});
+            store::migrate(*conn);
+        }
+        db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
     }
-    store::db_worker db({cfg.database.path});
     asio::io_context io;
     auto http =
         std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
@@ -60,7 +65,7 @@ online_report check_online(const config& cfg, const secrets& sec) {
     if (cfg.ghl.auth == auth_mode::oauth)
         tokens = ghl::oauth_token_provider::create(
             io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret),
-            std::make_shared<sync::sqlite_token_store>(db),
+            std::make_shared<sync::sqlite_token_store>(*db),
             std::make_shared<ghl::http_token_endpoint>(http));
     else
         tokens = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
@@ -115,7 +120,8 @@ online_report check_online(const config& cfg, const secrets& sec) {
     auto fut = asio::co_spawn(io, session(), asio::use_future);
     io.run();
     fut.get();
-    db.stop();
+    if (db)
+        db->stop();
     return report;
 }
 
