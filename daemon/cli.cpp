@@ -409,6 +409,13 @@ int cmd_emit(const invocation& inv) {
     };
     for (const auto& le : inputs) {
         auto ev = sync::parse_event(le.body, fields.map, {}, &fields.custom);
+        if (ev)
+            if (auto refused = sync::check_allowed(*ev, cfg.sync.direction, cfg.sync.entities)) {
+                ++rejected;
+                std::fprintf(stderr, "emit: %srefused: %s\n", where(le).c_str(),
+                             refused->message.c_str());
+                continue;
+            }
         if (!ev) {
             ++rejected;
             std::fprintf(stderr, "emit: %srejected: %s\n", where(le).c_str(),

@@ -21,6 +21,16 @@ constexpr auto use_aw = net::use_awaitable;
 
 net::awaitable<reply> routes::post_event(request& req) {
     auto ev = sync::parse_event(req.body, opt_.field_map, {}, &opt_.custom_fields);
+    if (ev)
+        if (auto refused = sync::check_allowed(*ev, opt_.settings.sync.direction,
+                                               opt_.settings.sync.entities)) {
+            // A valid event this deployment does not take: 422, naming the setting.
+            m_.events_total.with({"refused"}).inc();
+            log::warn("event refused by the configuration",
+                      {{"field", refused->field}, {"error", refused->message}});
+            co_return error_reply(status::unprocessable_entity, "disabled_by_config",
+                                  refused->message, refused->field);
+        }
     if (!ev) {
         m_.events_total.with({"invalid"}).inc();
         // The one trace a rejected event leaves (DESIGN §3): never its body.

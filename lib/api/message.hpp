@@ -23,6 +23,7 @@ enum class status : unsigned {
     method_not_allowed = 405,
     conflict = 409,
     payload_too_large = 413,
+    unprocessable_entity = 422,
     too_many_requests = 429,
     request_header_fields_too_large = 431,
     internal_server_error = 500,

@@ -155,7 +155,8 @@ asio::awaitable<alert_inputs> daemon::context::observe_alerts() {
     in.dead_letters = v.dead;
     in.oldest_pending_age_seconds = age(v.oldest_pending_at);
     in.last_pull_age_seconds = age(v.last_pull_at);
-    in.poll_interval_seconds = cfg.sync.poll_interval_seconds;
+    in.poll_interval_seconds =
+        cfg.sync.direction == sync_direction::push ? 0 : cfg.sync.poll_interval_seconds;
     in.last_429_at = last_429_at;
     in.health = monitor.evaluate(now);
     co_return in;
@@ -234,6 +235,23 @@ void daemon::context::start() {
             log::info("migrated database", {{"from", m.from}, {"to", m.to}});
     }
     db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
+    if (cfg.sync.direction == sync_direction::pull) {
+        // GHL -> Speak4 only: writes accepted before the switch would never be sent. Say so
+        // rather than leave them waiting unseen (or send them against the setting).
+        const long long writes = db->run_sync([](SQLite::Database& d) {
+            return d
+                .execAndGet("SELECT COUNT(*) FROM outbox WHERE state IN ('pending','inflight') "
+                            "AND op <> 'pull'")
+                .getInt64();
+        });
+        if (writes > 0)
+            throw config_error("sync.direction", 0,
+                               "sync.direction: is \"pull\", but the outbox holds " +
+                                   std::to_string(writes) +
+                                   " Speak4 write(s) not yet sent to GHL; run with \"both\" "
+                                   "until they drain, or drop them (`speak4-sync queue list`, "
+                                   "`queue drop ID`)");
+    }
 
     // Stage 3: GHL access: transport, rate budget, tokens.
     http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
@@ -274,7 +292,9 @@ void daemon::context::start() {
         return h;
     };
     // /metrics says what /healthz says: the health gauges are set from the registry per scrape.
-    metrics.poll_interval_seconds.set(cfg.sync.poll_interval_seconds);
+    // 0 when nothing is pulled, so "no pull for N polls" never fires for a push-only daemon.
+    metrics.poll_interval_seconds.set(
+        cfg.sync.direction == sync_direction::push ? 0 : cfg.sync.poll_interval_seconds);
     registry.on_collect([this] {
         refresh_auth_part();
         health::export_metrics(monitor.evaluate(), metrics);
@@ -310,9 +330,14 @@ void daemon::context::start() {
         };
     };
     monitor.loop_started("dispatcher", std::chrono::milliseconds(0));
-    monitor.loop_started("reconciler", std::chrono::milliseconds(0));
     asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
-    asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
+    if (cfg.sync.direction != sync_direction::push) {
+        monitor.loop_started("reconciler", std::chrono::milliseconds(0));
+        asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
+    } else {
+        reconciler_done = true; // Speak4 -> GHL only: nothing is pulled
+        log::info("sync.direction = \"push\": pulls are off");
+    }
     asio::co_spawn(io, watch_signals(), asio::detached);
     asio::co_spawn(io, report_status(), asio::detached);
     if (alerter)

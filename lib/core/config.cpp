@@ -53,6 +53,18 @@ std::string_view to_string(list_mode m) {
     return "search";
 }
 
+std::string_view to_string(sync_direction d) {
+    switch (d) {
+    case sync_direction::both:
+        return "both";
+    case sync_direction::pull:
+        return "pull";
+    case sync_direction::push:
+        return "push";
+    }
+    return "both";
+}
+
 std::string_view to_string(fetch_children f) {
     switch (f) {
     case fetch_children::all:
@@ -706,9 +718,52 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
         {{"search", list_mode::search}, {"legacy", list_mode::legacy}}};
     static constexpr std::array<std::pair<std::string_view, fetch_children>, 2> fetch_names{
         {{"all", fetch_children::all}, {"on_demand", fetch_children::on_demand}}};
+    static constexpr std::array<std::pair<std::string_view, sync_direction>, 3> direction_names{
+        {{"both", sync_direction::both},
+         {"pull", sync_direction::pull},
+         {"push", sync_direction::push}}};
     read_section(
         r, t, "sync",
         {
+            {"direction",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_enum(c.direction, n, k, direction_names);
+             }},
+            {"entities",
+             [&](const toml::node& n, const std::string& k) {
+                 const auto* a = n.as_array();
+                 if (!a) {
+                     r.add(k, n, "must be an array of contacts, tasks, notes, appointments");
+                     return;
+                 }
+                 entity_set e{false, false, false};
+                 bool contacts = false;
+                 for (const auto& item : *a) {
+                     const auto* v = item.as_string();
+                     const std::string name = v ? v->get() : std::string();
+                     if (name == "contacts")
+                         contacts = true;
+                     else if (name == "tasks")
+                         e.tasks = true;
+                     else if (name == "notes")
+                         e.notes = true;
+                     else if (name == "appointments")
+                         e.appointments = true;
+                     else {
+                         r.add(k, item,
+                               "has " + (v ? "\"" + name + "\"" : std::string("a non-string")) +
+                                   "; each entry must be one of contacts, tasks, notes, "
+                                   "appointments");
+                         return;
+                     }
+                 }
+                 if (!contacts) {
+                     r.add(k, n,
+                           "must list contacts (tasks, notes and appointments belong to contacts)");
+                     return;
+                 }
+                 c.entities = e;
+             }},
             {"poll_interval_seconds",
              [&](const toml::node& n, const std::string& k) {
                  r.set_min(c.poll_interval_seconds, n, k, 1);

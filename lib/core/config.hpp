@@ -31,11 +31,21 @@ namespace speak4 {
 enum class auth_mode { private_token, oauth };
 enum class conflict_policy { remote_wins, local_wins, newest_wins };
 enum class list_mode { search, legacy };
+/// sync.direction: both ways, GHL → Speak4 only (a read-only token works), Speak4 → GHL only.
+enum class sync_direction { both, pull, push };
+/// sync.entities: what syncs besides contacts (which everything else belongs to).
+struct entity_set {
+    bool tasks = true;
+    bool notes = true;
+    bool appointments = true;
+    bool operator==(const entity_set&) const = default;
+};
 enum class fetch_children { all, on_demand };
 
 std::string_view to_string(auth_mode);
 std::string_view to_string(conflict_policy);
 std::string_view to_string(list_mode);
+std::string_view to_string(sync_direction);
 std::string_view to_string(fetch_children);
 
 struct database_config {
@@ -106,6 +116,8 @@ struct sync_config {
     speak4::list_mode list_mode = list_mode::search;
     speak4::fetch_children fetch_children = fetch_children::all;
     int audit_retention_days = 30;
+    sync_direction direction = sync_direction::both;
+    entity_set entities;
 
     bool operator==(const sync_config&) const = default;
 };

@@ -196,6 +196,15 @@ boost::json::object status_json(const config& cfg, const status_snapshot& s) {
     };
     if (auth.reason)
         out["auth"].as_object()["reason"] = *auth.reason;
+    bj::array entities{"contacts"};
+    if (cfg.sync.entities.tasks)
+        entities.emplace_back("tasks");
+    if (cfg.sync.entities.notes)
+        entities.emplace_back("notes");
+    if (cfg.sync.entities.appointments)
+        entities.emplace_back("appointments");
+    out["sync"] =
+        bj::object{{"direction", to_string(cfg.sync.direction)}, {"entities", std::move(entities)}};
     return out;
 }
 

@@ -886,3 +886,34 @@ boost::system::result<event, validation_error> parse_event(std::string_view json
 }
 
 } // namespace speak4::sync
+
+namespace speak4::sync {
+
+std::optional<validation_error> check_allowed(const event& ev, sync_direction direction,
+                                              const entity_set& entities) {
+    const std::string type(to_string(ev.type));
+    const bool pull_request = ev.type == event_type::contact_opened ||
+                              (ev.type == event_type::contact_updated && ev.pull &&
+                               ev.changes.empty() && ev.notes.empty());
+    if (direction == sync_direction::pull && !pull_request)
+        return validation_error{"type", type + " is a write to GHL, and sync.direction = "
+                                               "\"pull\" sends none (GHL -> Speak4 only)"};
+    if (direction == sync_direction::push && pull_request)
+        return validation_error{"type", type + " asks for a pull from GHL, and sync.direction "
+                                               "= \"push\" pulls nothing (Speak4 -> GHL only)"};
+    const bool task_event =
+        ev.type == event_type::task_created || ev.type == event_type::task_updated ||
+        ev.type == event_type::task_completed || ev.type == event_type::task_deleted;
+    if (task_event && !entities.tasks)
+        return validation_error{"type", type + " is refused: sync.entities does not list tasks"};
+    const bool note_event = ev.type == event_type::note_created ||
+                            ev.type == event_type::note_updated ||
+                            ev.type == event_type::note_deleted;
+    if (note_event && !entities.notes)
+        return validation_error{"type", type + " is refused: sync.entities does not list notes"};
+    if (!note_event && !ev.notes.empty() && !entities.notes)
+        return validation_error{"notes", "notes are refused: sync.entities does not list notes"};
+    return std::nullopt;
+}
+
+} // namespace speak4::sync

@@ -2,6 +2,7 @@
 // Speak4 events, v1 (DESIGN §3): the model and its validation. Parsing never throws; a bad
 // event yields a validation_error naming the field, and the whole event is rejected.
 
+#include "core/config.hpp"
 #include "store/custom_fields.hpp"
 
 #include <boost/assert/source_location.hpp>
@@ -120,5 +121,11 @@ using custom_field_types = std::map<std::string, store::custom_field_row>;
 boost::system::result<event, validation_error>
 parse_event(std::string_view json_text, const field_map& map = {}, const event_limits& limits = {},
             const custom_field_types* types = nullptr);
+
+/// Whether this deployment takes `ev` (sync.direction, sync.entities); the error names the
+/// setting: "contact.created is a write to GHL, and sync.direction = \"pull\" sends none".
+/// A pull request (contact.opened, contact.updated with pull) is not a write.
+std::optional<validation_error> check_allowed(const event& ev, sync_direction direction,
+                                              const entity_set& entities);
 
 } // namespace speak4::sync

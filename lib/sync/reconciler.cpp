@@ -92,6 +92,7 @@ reconciler_options reconciler_options_from(const config& cfg) {
     o.full_sweep_hours = cfg.sync.full_sweep_hours;
     o.mode = cfg.sync.list_mode;
     o.children = cfg.sync.fetch_children;
+    o.entities = cfg.sync.entities;
     o.mirror.policy = cfg.sync.conflict;
     o.mirror.rules = cfg.rules;
     return o;
@@ -226,7 +227,8 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
     std::optional<std::vector<ghl::task>> tasks;
     std::optional<std::vector<ghl::note>> notes;
     std::optional<std::vector<ghl::appointment>> appts;
-    if (item.children) {
+    // Children sync.entities does not list are never fetched (nullopt: left as they are).
+    if (item.children && opt_.entities.tasks) {
         auto t = co_await c.list_tasks(id);
         if (!t) {
             if (t.error().kind == ghl::error_kind::not_found)
@@ -234,10 +236,14 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
             co_return outcome_from_error(t.error(), true);
         }
         tasks = std::move(*t);
+    }
+    if (item.children && opt_.entities.notes) {
         auto n = co_await c.list_notes(id);
         if (!n)
             co_return outcome_from_error(n.error(), true);
         notes = std::move(*n);
+    }
+    if (item.children && opt_.entities.appointments) {
         auto a = co_await c.list_appointments(id);
         if (a) {
             appts = std::move(*a);
@@ -1014,17 +1020,19 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
     std::optional<std::vector<ghl::appointment>> appts;
     std::optional<ghl::error> failure;
 
-    if (auto t = co_await client->list_tasks(j.ghl_id))
-        tasks = std::move(*t);
-    else
-        failure = t.error();
-    if (!failure && j.all) {
+    if (opt_.entities.tasks) {
+        if (auto t = co_await client->list_tasks(j.ghl_id))
+            tasks = std::move(*t);
+        else
+            failure = t.error();
+    }
+    if (!failure && j.all && opt_.entities.notes) {
         if (auto n = co_await client->list_notes(j.ghl_id))
             notes = std::move(*n);
         else
             failure = n.error();
     }
-    if (!failure && j.all) {
+    if (!failure && j.all && opt_.entities.appointments) {
         if (auto a = co_await client->list_appointments(j.ghl_id))
             appts = std::move(*a);
         else if (transient(a.error()))

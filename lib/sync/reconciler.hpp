@@ -89,6 +89,7 @@ struct reconciler_options {
     int full_sweep_hours = 24; ///< 0: never sweep
     speak4::list_mode mode = list_mode::search;
     speak4::fetch_children children = fetch_children::all;
+    entity_set entities; ///< sync.entities: children not listed are never fetched
     mirror_options mirror;                   ///< conflict policy and [rules]
     std::chrono::milliseconds overlap{2000}; ///< re-read this much before the cursor
     int search_page = 500;                   ///< pageLimit (GHL's maximum)

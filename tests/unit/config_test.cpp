@@ -121,6 +121,12 @@ const bad_case bad_cases[] = {
      "rules.appointment_reminder_minutes", 2, "must be at least 0"},
     {"max_age_zero", "[webhooks]\nenabled = true\nmax_age_seconds = 0\n",
      "webhooks.max_age_seconds", 3, "must be at least 1"},
+    {"direction_bad", "[sync]\ndirection = \"sideways\"\n", "sync.direction", 2,
+     "must be one of both, pull, push"},
+    {"entities_without_contacts", "[sync]\nentities = [\"tasks\"]\n", "sync.entities", 2,
+     "must list contacts"},
+    {"entities_unknown", "[sync]\nentities = [\"contacts\", \"deals\"]\n", "sync.entities", 2,
+     "has \"deals\"; each entry must be one of contacts, tasks, notes, appointments"},
     {"alerts_check_zero", "[alerts]\ncheck_interval_seconds = 0\n", "alerts.check_interval_seconds",
      2, "must be between 1 and 3600"},
     {"alerts_per_hour_zero", "[alerts]\nmax_per_hour = 0\n", "alerts.max_per_hour", 2,
@@ -647,7 +653,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
       "probe_max_ms"}},
     {"sync",
      {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "index_lag_seconds",
-      "list_mode", "fetch_children", "audit_retention_days"}},
+      "list_mode", "fetch_children", "audit_retention_days", "direction", "entities"}},
     {"api", {"listen", "token_file"}},
     {"webhooks", {"enabled", "public_key_file", "rsa_public_key_file", "max_age_seconds"}},
     {"alerts",
@@ -911,4 +917,16 @@ TEST(config, alerts_keys) {
     EXPECT_EQ(c.alerts.stale_pull_polls, 4);
     EXPECT_EQ(c.alerts.max_per_hour, 10);
     EXPECT_EQ(speak4::parse_config("", "t", "/").alerts, speak4::alerts_config{});
+}
+
+TEST(config, direction_and_entities) {
+    const auto c = speak4::parse_config(
+        "[sync]\ndirection = \"pull\"\nentities = [\"contacts\", \"tasks\"]\n", "t", "/");
+    EXPECT_EQ(c.sync.direction, speak4::sync_direction::pull);
+    EXPECT_TRUE(c.sync.entities.tasks);
+    EXPECT_FALSE(c.sync.entities.notes);
+    EXPECT_FALSE(c.sync.entities.appointments);
+    const auto d = speak4::parse_config("", "t", "/");
+    EXPECT_EQ(d.sync.direction, speak4::sync_direction::both);
+    EXPECT_EQ(d.sync.entities, speak4::entity_set{});
 }
