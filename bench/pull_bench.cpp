@@ -3,7 +3,8 @@
 // = on_demand, so only contacts are fetched). Reports contacts/s and this process's peak RSS
 // (getrusage ru_maxrss; the simulator is another process, so its memory is not counted).
 //
-//   pull_bench [--contacts N] [--sim PATH] [--page P] [--keep DIR]
+//   pull_bench [--contacts N] [--sim PATH] [--page P] [--keep DIR] [--steady K]
+//              [--entities contacts,tasks,notes,appointments]
 #include "bench_common.hpp"
 #include "core/log.hpp"
 #include "ghl/client.hpp"
@@ -29,7 +30,9 @@ int main(int argc, char** argv) try {
             << "pull_bench [--contacts N=100000] [--page P=500] [--steady K=0] [--sim PATH] "
                "[--keep DIR]\n"
                "  --steady K: after the import, change K contacts in GHL, pull again (with their\n"
-               "  tasks, notes and appointments) and report API calls per remote change\n";
+               "  tasks, notes and appointments) and report API calls per remote change\n"
+               "  --entities LIST: sync.entities for the steady pass (default all), e.g.\n"
+               "  contacts,tasks to leave notes and appointments out\n";
         return 0;
     }
     const long long n = a.num("contacts", 100000);
@@ -69,6 +72,10 @@ int main(int argc, char** argv) try {
     ro.children = fetch_children::on_demand;
     ro.full_sweep_hours = 0;
     ro.search_page = page;
+    const std::string entities = a.str("entities", "contacts,tasks,notes,appointments");
+    ro.entities = {entities.find("tasks") != std::string::npos,
+                   entities.find("notes") != std::string::npos,
+                   entities.find("appointments") != std::string::npos};
     sync::reconciler rec(io.get_executor(), db, access, ro);
 
     const long rss_before = bench::peak_rss_kib();
@@ -142,8 +149,9 @@ int main(int argc, char** argv) try {
         "GHL requests=%lld\n",
         steady, rep2.ok ? 1 : 0, rep2.pages, rep2.listed, rep2.fetched, children, calls);
     std::printf(
-        "RESULT pull_bench steady: %.2f API calls per remote change (K=%lld changed of N=%lld)\n",
-        static_cast<double>(calls) / static_cast<double>(steady), steady, n);
+        "RESULT pull_bench steady: %.2f API calls per remote change (K=%lld changed of N=%lld, "
+        "entities %s)\n",
+        static_cast<double>(calls) / static_cast<double>(steady), steady, n, entities.c_str());
     return rep2.ok ? 0 : 1;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "pull_bench: %s\n", e.what());
