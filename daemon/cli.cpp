@@ -16,6 +16,7 @@
 #include "store/database.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"
+#include "store/plan.hpp"
 #include "sync/event.hpp"
 #include "sync/intake.hpp"
 #include "sync/reconciler.hpp"
@@ -74,6 +75,8 @@ commands:
   auth exchange --code CODE | auth status
                        OAuth code exchange; token state
   fields [--json]      the location's custom fields (id, name, fieldKey, type)
+  plan [--json] [--limit N]
+                       the GHL calls the waiting outbox would make (dry run)
 
 global options:
   --config PATH        config file (default /etc/speak4-sync/speak4-sync.toml);
@@ -121,6 +124,14 @@ locations/customFields.readonly when [rules.field_map] names custom fields), and
 location's rate-limit budget. A missing scope exits 78 naming it; GHL unreachable exits 69.
 )"},
         {"init", init_help},
+        {"plan", R"(usage: speak4-sync plan [--config PATH] [--json] [--limit N]
+
+The GHL calls the waiting outbox would make, in the order they go out: outbox id, method, path
+(:contactId while the contact itself is still to be created) and body, every personal value
+masked (a 12-character string shows as *** (12)). With sync.mode = "dry_run" nothing is sent;
+set "live" and reload (SIGHUP) to send exactly these. Rows of one record waiting together may
+go out as one coalesced call.
+)"},
         {"fields", R"(usage: speak4-sync fields [--config PATH] [--json]
 
 Lists the location's contact custom fields from GHL (GET /locations/:locationId/customFields,
@@ -170,8 +181,8 @@ Recent API calls to GHL, newest first: time, method, path, status, latency, atte
 row, rate-limit remaining, traceId, error. T is ISO-8601 ("2026-11-27T10:00:00Z") or an age
 ("90s", "15m", "2h", "7d"); N defaults to 50.
 )"},
-    };
-    return h;
+};
+return h;
 }
 
 // --- small helpers -----------------------------------------------------------------------
@@ -508,6 +519,12 @@ int cmd_status(const invocation& inv) {
         return 0;
     }
     std::printf("database   %s (schema v%d)\n", cfg.database.path.c_str(), s.schema_version);
+    if (cfg.sync.mode == sync_mode::dry_run || cfg.sync.direction != sync_direction::both)
+        std::printf("sync       %s, %s%s\n", std::string(to_string(cfg.sync.mode)).c_str(),
+                    std::string(to_string(cfg.sync.direction)).c_str(),
+                    cfg.sync.mode == sync_mode::dry_run
+                        ? " (no write is sent: `speak4-sync plan` lists what would be)"
+                        : "");
     std::printf("queue      pending %lld  inflight %lld  done %lld  dead %lld\n", s.queue.pending,
                 s.queue.inflight, s.queue.done, s.queue.dead);
     if (s.queue.dead)
@@ -823,6 +840,47 @@ int cmd_fields(const invocation& inv) {
     return 0;
 }
 
+int cmd_plan(const invocation& inv) {
+    bool as_json = false;
+    long long limit = 1000;
+    for (std::size_t i = 0; i < inv.args.size(); ++i) {
+        if (inv.args[i] == "--json")
+            as_json = true;
+        else if (inv.args[i] == "--limit" && i + 1 < inv.args.size())
+            limit = parse_count("--limit", inv.args[++i], 1, 100000);
+        else
+            usage("plan: unknown option " + inv.args[i]);
+    }
+    const config cfg = load(inv);
+    auto db = open_db(inv, cfg);
+    const auto calls = store::plan(*db, static_cast<int>(limit));
+    if (as_json) {
+        bj::array out;
+        for (const auto& c : calls)
+            out.emplace_back(bj::object{
+                {"outbox_id", c.outbox_id},
+                {"op", c.op},
+                {"entity", c.entity},
+                {"speak4_id", c.speak4_id ? bj::value(*c.speak4_id) : bj::value(nullptr)},
+                {"method", c.method},
+                {"path", c.path},
+                {"body", c.body},
+                {"write", c.write}});
+        std::printf("%s\n", bj::serialize(bj::object{{"mode", to_string(cfg.sync.mode)},
+                                                     {"calls", std::move(out)}})
+                                .c_str());
+        return 0;
+    }
+    std::printf("mode %s: %zu call%s waiting in the outbox, in the order they go out%s\n",
+                std::string(to_string(cfg.sync.mode)).c_str(), calls.size(),
+                calls.size() == 1 ? "" : "s",
+                cfg.sync.mode == sync_mode::dry_run ? " once sync.mode = \"live\"" : "");
+    for (const auto& c : calls)
+        std::printf("%6lld  %-6s %-44s %s%s\n", c.outbox_id, c.method.c_str(), c.path.c_str(),
+                    c.body.c_str(), c.speak4_id ? ("  (" + *c.speak4_id + ")").c_str() : "");
+    return 0;
+}
+
 int cmd_init(const invocation& inv) {
     return run_init(inv.config_path, inv.args);
 }
@@ -837,6 +895,7 @@ const std::map<std::string, command_fn>& commands() {
         {"run", cmd_run},         {"resync", cmd_resync},
         {"auth", cmd_auth},       {"demo", cmd_demo},
         {"fields", cmd_fields},   {"init", cmd_init},
+        {"plan", cmd_plan},
     };
     return c;
 }

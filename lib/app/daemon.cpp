@@ -100,6 +100,8 @@ struct daemon::context {
     void refresh_auth_part();
     asio::awaitable<alert_inputs> observe_alerts();
     sync::resolved_fields resolve_fields_at_start();
+    std::function<void(std::exception_ptr)> loop_done(const char* name, bool& done);
+    void start_dispatcher();
     asio::awaitable<void> refresh_field_map(config next);
     std::shared_ptr<ghl::client> fields_client; // lists custom fields (start, SIGHUP)
 };
@@ -218,6 +220,30 @@ asio::awaitable<void> daemon::context::refresh_field_map(config next) {
     }
 }
 
+// A loop whose coroutine ends on its own is reported down (health), not left looking alive.
+std::function<void(std::exception_ptr)> daemon::context::loop_done(const char* name, bool& done) {
+    return [this, name, &done](std::exception_ptr e) {
+        std::string why;
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& ex) {
+                why = ex.what();
+            }
+            log::error(std::string(name) + " stopped on an error", {{"error", why}});
+        }
+        monitor.loop_ended(name, why.empty() && !stopping ? "ended" : why, stopping && !e);
+        done = true;
+        maybe_finish();
+    };
+}
+
+void daemon::context::start_dispatcher() {
+    dispatcher_done = false;
+    monitor.loop_started("dispatcher", std::chrono::milliseconds(0));
+    asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
+}
+
 void daemon::context::start() {
     // Stage 1: configuration and credentials. Anything wrong here refuses to start.
     cfg = load(opt);
@@ -312,25 +338,17 @@ void daemon::context::start() {
     dispatcher_done = false;
     reconciler_done = false;
     server_done = false;
-    // A loop whose coroutine ends on its own is reported down (health), not left looking alive.
-    const auto loop_done = [this](const char* name, bool& done) {
-        return [this, name, &done](std::exception_ptr e) {
-            std::string why;
-            if (e) {
-                try {
-                    std::rethrow_exception(e);
-                } catch (const std::exception& ex) {
-                    why = ex.what();
-                }
-                log::error(std::string(name) + " stopped on an error", {{"error", why}});
-            }
-            monitor.loop_ended(name, why.empty() && !stopping ? "ended" : why, stopping && !e);
-            done = true;
-            maybe_finish();
-        };
-    };
-    monitor.loop_started("dispatcher", std::chrono::milliseconds(0));
-    asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
+    if (cfg.sync.mode == sync_mode::dry_run) {
+        // A dry run sends GHL no write: the outbox waits; `plan` shows what it would send.
+        dispatcher_done = true;
+        health::part mode;
+        mode.state = "dry_run";
+        mode.reason = "sync.mode = \"dry_run\": no write is sent; set \"live\" and reload";
+        monitor.set_part("mode", std::move(mode));
+        log::info("sync.mode = \"dry_run\": the outbox waits (speak4-sync plan lists it)");
+    } else {
+        start_dispatcher();
+    }
     if (cfg.sync.direction != sync_direction::push) {
         monitor.loop_started("reconciler", std::chrono::milliseconds(0));
         asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
@@ -423,6 +441,15 @@ void daemon::context::reload() {
         if (dispatcher)
             dispatcher->credentials_changed();
         asio::co_spawn(io, refresh_field_map(next), asio::detached);
+        if (cfg.sync.mode == sync_mode::dry_run && next.sync.mode == sync_mode::live && !stopping) {
+            // Going live: the waiting outbox goes out, in order.
+            cfg.sync.mode = sync_mode::live;
+            monitor.clear_part("mode");
+            start_dispatcher();
+            log::info("sync.mode = \"live\": sending the outbox");
+        } else if (cfg.sync.mode == sync_mode::live && next.sync.mode == sync_mode::dry_run) {
+            log::warn("some changes take effect only after a restart", {{"keys", "sync.mode"}});
+        }
         log::info("reloaded");
     } catch (const std::exception& e) {
         // A bad edit never takes a running daemon down: it keeps the last good settings.

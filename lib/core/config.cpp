@@ -65,6 +65,10 @@ std::string_view to_string(sync_direction d) {
     return "both";
 }
 
+std::string_view to_string(sync_mode m) {
+    return m == sync_mode::dry_run ? "dry_run" : "live";
+}
+
 std::string_view to_string(fetch_children f) {
     switch (f) {
     case fetch_children::all:
@@ -728,6 +732,12 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
             {"direction",
              [&](const toml::node& n, const std::string& k) {
                  r.set_enum(c.direction, n, k, direction_names);
+             }},
+            {"mode",
+             [&](const toml::node& n, const std::string& k) {
+                 static constexpr std::array<std::pair<std::string_view, sync_mode>, 2> names{
+                     {{"live", sync_mode::live}, {"dry_run", sync_mode::dry_run}}};
+                 r.set_enum(c.mode, n, k, names);
              }},
             {"entities",
              [&](const toml::node& n, const std::string& k) {

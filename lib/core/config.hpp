@@ -33,6 +33,8 @@ enum class conflict_policy { remote_wins, local_wins, newest_wins };
 enum class list_mode { search, legacy };
 /// sync.direction: both ways, GHL → Speak4 only (a read-only token works), Speak4 → GHL only.
 enum class sync_direction { both, pull, push };
+/// sync.mode: live, or a dry run that reads from GHL but sends no write (the outbox waits).
+enum class sync_mode { live, dry_run };
 /// sync.entities: what syncs besides contacts (which everything else belongs to).
 struct entity_set {
     bool tasks = true;
@@ -46,6 +48,7 @@ std::string_view to_string(auth_mode);
 std::string_view to_string(conflict_policy);
 std::string_view to_string(list_mode);
 std::string_view to_string(sync_direction);
+std::string_view to_string(sync_mode);
 std::string_view to_string(fetch_children);
 
 struct database_config {
@@ -118,6 +121,7 @@ struct sync_config {
     int audit_retention_days = 30;
     sync_direction direction = sync_direction::both;
     entity_set entities;
+    sync_mode mode = sync_mode::live;
 
     bool operator==(const sync_config&) const = default;
 };

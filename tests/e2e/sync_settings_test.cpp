@@ -7,6 +7,7 @@
 
 #include <SQLiteCpp/Database.h>
 #include <arpa/inet.h>
+#include <boost/json/parse.hpp>
 #include <csignal>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -250,4 +251,63 @@ TEST_F(sync_settings_test, switching_to_pull_with_unsent_writes_refuses_to_start
               std::string::npos)
         << r.err;
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"), 1) << "kept";
+}
+
+TEST_F(sync_settings_test, dry_run_sends_no_write_plans_it_and_going_live_sends_exactly_that) {
+    write_config("mode = \"dry_run\"\n");
+    // One request at a time, so the order GHL sees is the order of the plan.
+    write_file(dir_ / "speak4-sync.toml",
+               read_file(dir_ / "speak4-sync.toml") + "[rate_limit]\nburst = 100000\n");
+    {
+        std::string t = read_file(dir_ / "speak4-sync.toml");
+        t.replace(t.find("timeout_ms = 2000\n"), 18, "timeout_ms = 2000\nmax_concurrency = 1\n");
+        write_file(dir_ / "speak4-sync.toml", t);
+    }
+    auto d = start();
+    ASSERT_TRUE(d->running()) << read_file(dir_ / "daemon.err");
+    for (const std::string body :
+         {R"({"type":"contact.created","contact":{"speak4_id":"s4-1","email":"d1@e.com"}})",
+          R"({"type":"contact.created","contact":{"speak4_id":"s4-2","email":"d2@e.com"}})",
+          R"({"type":"note.created","contact":{"speak4_id":"s4-2"},"note":{"speak4_id":"n-1",)"
+          R"("body":"secret words"}})",
+          R"({"type":"contact.created","contact":{"speak4_id":"s4-3","email":"d3@e.com"}})"})
+        ASSERT_EQ(post_event(port_, body).status, 202) << body;
+    // The mirror fills as usual (reads go on), but no write reaches GHL.
+    EXPECT_TRUE(wait_until([&] { return count("SELECT COUNT(*) FROM contacts") == 8; }, 20000));
+    EXPECT_FALSE(wait_until([&] { return requests_matching(is_write) > 0; }, 2000));
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending'"), 4);
+
+    const auto plan = run_cli({"--config", (dir_ / "speak4-sync.toml").string(), "plan", "--json"});
+    ASSERT_EQ(plan.exit_code, 0) << plan.err;
+    const auto doc = boost::json::parse(plan.out).as_object();
+    EXPECT_EQ(doc.at("mode"), boost::json::value("dry_run"));
+    std::vector<std::string> planned;
+    for (const auto& c : doc.at("calls").as_array()) {
+        const auto& o = c.as_object();
+        std::string path(o.at("path").as_string());
+        planned.push_back(std::string(o.at("method").as_string()) + " " + path);
+    }
+    ASSERT_EQ(planned.size(), 4u) << plan.out;
+    EXPECT_EQ(planned[0], "POST /contacts/");
+    EXPECT_EQ(planned[2], "POST /contacts/:contactId/notes");
+    EXPECT_EQ(plan.out.find("secret words"), std::string::npos) << "a note body unmasked";
+    EXPECT_EQ(plan.out.find("d1@e.com"), std::string::npos) << "an email unmasked";
+    const auto status = run_cli({"--config", (dir_ / "speak4-sync.toml").string(), "status"});
+    EXPECT_NE(status.out.find("dry_run"), std::string::npos) << status.out;
+
+    // Going live (config + SIGHUP): exactly the planned calls, in order.
+    std::string t = read_file(dir_ / "speak4-sync.toml");
+    t.replace(t.find("mode = \"dry_run\""), 16, "mode = \"live\"");
+    write_file(dir_ / "speak4-sync.toml", t);
+    d->signal(SIGHUP);
+    ASSERT_TRUE(wait_until(
+        [&] { return count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'") == 0; }, 20000))
+        << read_file(dir_ / "daemon.err");
+    std::vector<std::string> sent;
+    for (const auto& r : sim_->requests())
+        if (is_write(r))
+            sent.push_back(r.route);
+    EXPECT_EQ(sent, planned);
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
 }

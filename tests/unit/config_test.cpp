@@ -653,7 +653,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
       "probe_max_ms"}},
     {"sync",
      {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "index_lag_seconds",
-      "list_mode", "fetch_children", "audit_retention_days", "direction", "entities"}},
+      "list_mode", "fetch_children", "audit_retention_days", "direction", "entities", "mode"}},
     {"api", {"listen", "token_file"}},
     {"webhooks", {"enabled", "public_key_file", "rsa_public_key_file", "max_age_seconds"}},
     {"alerts",
@@ -929,4 +929,7 @@ TEST(config, direction_and_entities) {
     const auto d = speak4::parse_config("", "t", "/");
     EXPECT_EQ(d.sync.direction, speak4::sync_direction::both);
     EXPECT_EQ(d.sync.entities, speak4::entity_set{});
+    EXPECT_EQ(d.sync.mode, speak4::sync_mode::live);
+    EXPECT_EQ(speak4::parse_config("[sync]\nmode = \"dry_run\"\n", "t", "/").sync.mode,
+              speak4::sync_mode::dry_run);
 }
