@@ -21,6 +21,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/serialize.hpp>
 #include <csignal>
 #include <systemd/sd-daemon.h>
 
@@ -28,10 +29,23 @@ namespace speak4::app {
 namespace {
 
 namespace asio = boost::asio;
+namespace bj = boost::json;
 
 /// sd_notify, a no-op outside systemd (NOTIFY_SOCKET unset).
 void notify(const std::string& state) {
     ::sd_notify(0, state.c_str());
+}
+
+/// The [breaker] section as the breaker takes it.
+ghl::breaker_options breaker_options_from(const breaker_config& cfg) {
+    ghl::breaker_options o;
+    o.window_requests = cfg.window_requests;
+    o.window_age = std::chrono::seconds(cfg.window_seconds);
+    o.min_requests = cfg.min_requests;
+    o.failure_percent = cfg.failure_percent;
+    o.probe_interval = std::chrono::milliseconds(cfg.probe_interval_ms);
+    o.probe_max = std::chrono::milliseconds(cfg.probe_max_ms);
+    return o;
 }
 
 config load(const run_options& opt) {
@@ -70,6 +84,8 @@ struct daemon::context {
     std::unique_ptr<store::db_worker> db;
     std::shared_ptr<ghl::http_client> http;
     std::shared_ptr<ghl::rate_limiter> limiter;
+    std::shared_ptr<ghl::breaker> breaker;
+    std::unique_ptr<ghl::client> prober; ///< sends the breaker's probes
     std::shared_ptr<ghl::static_token_provider> pit;
     std::shared_ptr<sync::sqlite_token_store> token_store;
     std::shared_ptr<ghl::oauth_token_provider> oauth;
@@ -92,7 +108,46 @@ struct daemon::context {
     asio::awaitable<void> report_status();
     ghl::request_observer request_metrics();
     void refresh_auth_part();
+    void breaker_changed(const ghl::breaker_snapshot& s);
+    asio::awaitable<std::optional<std::string>> probe_ghl();
 };
+
+/// The breaker as a health part: an open breaker is GHL being down, not this daemon being
+/// unwell (a restart would not help), so it stays healthy and says so in its reason; the
+/// alert Speak4BreakerOpen watches the state.
+void daemon::context::breaker_changed(const ghl::breaker_snapshot& s) {
+    health::part p;
+    p.state = std::string(ghl::to_string(s.state));
+    p.healthy = true;
+    if (s.state != ghl::breaker_state::closed)
+        p.reason = "GHL looks down: calls are paused and probed (" + s.last_failure + ")";
+    p.detail = ghl::to_json(s);
+    p.detail.erase("state");
+    monitor.set_part("breaker", std::move(p));
+    if (s.state == ghl::breaker_state::closed) {
+        // GHL answered again: the paused loops look now instead of at their next poll.
+        if (dispatcher)
+            dispatcher->wake();
+        if (reconciler)
+            reconciler->wake();
+    }
+    if (!stopping)
+        status_timer.cancel(); // status --json learns of it at once
+}
+
+/// One probe: the cheapest read there is (a search page of one contact). Any answer that is
+/// not a failure in the breaker's sense (ghl/breaker.hpp) says GHL is back.
+asio::awaitable<std::optional<std::string>> daemon::context::probe_ghl() {
+    ghl::search_request req;
+    req.page_limit = 1;
+    auto r = co_await prober->search_contacts(std::move(req));
+    if (r)
+        co_return std::nullopt;
+    const auto& e = r.error();
+    if (e.status != 0 && e.status < 500 && e.status != 408)
+        co_return std::nullopt;
+    co_return e.what();
+}
 
 void daemon::context::refresh_auth_part() {
     if (!tokens)
@@ -150,8 +205,22 @@ void daemon::context::start() {
         pit = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
         tokens = pit;
     }
+    // The circuit breaker in front of every request, pushes and pulls alike (DESIGN §9).
+    breaker = std::make_shared<ghl::breaker>(breaker_options_from(cfg.breaker));
+    {
+        ghl::client_options popt = ghl::client_options_from(cfg.ghl, request_metrics());
+        popt.breaker = breaker;
+        popt.breaker_probe = true;
+        popt.lane = ghl::lane::pull;
+        prober = std::make_unique<ghl::client>(http, std::move(popt), tokens, limiter);
+    }
+    breaker->subscribe([this](const ghl::breaker_snapshot& s) {
+        asio::post(io, [this, s] { breaker_changed(s); });
+    });
+    breaker_changed(breaker->snapshot());
     sync::ghl_access access{http, tokens, limiter,
                             ghl::client_options_from(cfg.ghl, request_metrics())};
+    access.options.breaker = breaker;
     dispatcher = std::make_unique<sync::dispatcher>(io.get_executor(), *db, access,
                                                     sync::dispatcher_options_from(cfg));
     reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access,
@@ -204,6 +273,7 @@ void daemon::context::start() {
     monitor.loop_started("reconciler", std::chrono::milliseconds(0));
     asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
     asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
+    asio::co_spawn(io, breaker->run_probes([this] { return probe_ghl(); }), asio::detached);
     asio::co_spawn(io, watch_signals(), asio::detached);
     asio::co_spawn(io, report_status(), asio::detached);
     std::uint64_t usec = 0;
@@ -229,6 +299,8 @@ void daemon::context::begin_stop() {
         dispatcher->stop();
     if (reconciler)
         reconciler->stop();
+    if (breaker)
+        breaker->stop();
     if (server)
         server->stop(opt.grace, [this] {
             server_done = true;
@@ -335,8 +407,21 @@ asio::awaitable<void> daemon::context::report_status() {
             }
         }
         try {
-            const auto s =
-                co_await db->run([](SQLite::Database& d) { return store::read_status(d); });
+            // The breaker as `status --json` shows it (another process reads the database).
+            const std::string br = breaker ? bj::serialize(ghl::to_json(breaker->snapshot())) : "";
+            const std::string now = format_iso8601(system_clock::instance().now());
+            const auto s = co_await db->run([&br, &now](SQLite::Database& d) {
+                if (!br.empty()) {
+                    SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
+                                           "VALUES ('breaker', ?, ?) ON CONFLICT(name) DO UPDATE "
+                                           "SET value = excluded.value, updated_at = "
+                                           "excluded.updated_at");
+                    w.bind(1, br);
+                    w.bind(2, now);
+                    w.exec();
+                }
+                return store::read_status(d);
+            });
             std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) +
                                ", inflight " + std::to_string(s.queue.inflight) + ", dead " +
                                std::to_string(s.queue.dead) + "; last pull " +

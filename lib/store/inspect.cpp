@@ -2,6 +2,7 @@
 
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
+#include <boost/json/parse.hpp>
 #include <charconv>
 
 namespace speak4::store {
@@ -196,6 +197,16 @@ boost::json::object status_json(const config& cfg, const status_snapshot& s) {
     };
     if (auth.reason)
         out["auth"].as_object()["reason"] = *auth.reason;
+    // The circuit breaker as the daemon last saved it (every 5 s and on each change); closed
+    // when no daemon has run yet.
+    bj::object breaker{{"state", "closed"}};
+    if (auto it = s.cursors.find("breaker"); it != s.cursors.end()) {
+        boost::system::error_code ec;
+        auto v = bj::parse(it->second, ec);
+        if (!ec && v.is_object() && v.as_object().if_contains("state"))
+            breaker = std::move(v.as_object());
+    }
+    out["breaker"] = std::move(breaker);
     return out;
 }
 

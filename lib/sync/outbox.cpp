@@ -518,18 +518,28 @@ void outbox_store::record(const work_item& item, const outcome& out,
         state = "dead";
         error = out.error;
         break;
-    case outcome::kind::retry:
+    case outcome::kind::retry: {
         uncertain = item.uncertain || out.may_have_been_applied;
         error = out.error;
-        if (attempts >= policy.max_attempts) {
+        state = "pending";
+        if (out.held) {
+            // The breaker held it back: nothing was sent, nothing is spent.
+            next = format_iso8601(now + out.retry_after.value_or(std::chrono::seconds(1)));
+            break;
+        }
+        const auto queued = parse_iso8601(item.first_created_at);
+        if (queued && now - *queued >= policy.give_up_after) {
             state = "dead";
-            error = "gave up after " + std::to_string(attempts) + " attempts: " + out.error;
+            error = "gave up after " + std::to_string(attempts) + " attempts over " +
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::minutes>(now - *queued).count()) +
+                    " min (retry.give_up_after): " + out.error;
         } else {
-            state = "pending";
             next = format_iso8601(now +
                                   backoff_delay(policy, item.attempts, out.retry_after, uniform01));
         }
         break;
+    }
     case outcome::kind::wait_auth:
         state = "pending";
         error = out.error;
@@ -544,7 +554,7 @@ void outbox_store::record(const work_item& item, const outcome& out,
         u.reset();
         u.clearBindings();
         u.bind(1, state);
-        u.bind(2, out.what == outcome::kind::wait_auth ? item.attempts : attempts);
+        u.bind(2, out.what == outcome::kind::wait_auth || out.held ? item.attempts : attempts);
         u.bind(3, next);
         if (error)
             u.bind(4, *error);

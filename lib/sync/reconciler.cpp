@@ -130,6 +130,15 @@ void reconciler::stop() {
     });
 }
 
+void reconciler::wake() {
+    wake_.cancel();
+    child_wake_.cancel();
+}
+
+bool reconciler::held_by_breaker() const {
+    return ghl_.options.breaker && ghl_.options.breaker->state() != ghl::breaker_state::closed;
+}
+
 void reconciler::trigger_full_resync() {
     asio::dispatch(ex_, [this] {
         full_requested_ = true;
@@ -961,7 +970,7 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
 
 asio::awaitable<int> reconciler::drain_child_queue(int max_jobs) {
     int attempted = 0;
-    while (attempted < max_jobs && !stopping_) {
+    while (attempted < max_jobs && !stopping_ && !held_by_breaker()) {
         if (ghl_.limiter) {
             // Children are a nicety: when the day's budget runs low they wait for tomorrow's.
             const auto st =
@@ -1121,6 +1130,14 @@ asio::awaitable<void> reconciler::child_worker() {
 asio::awaitable<void> reconciler::run() {
     asio::co_spawn(ex_, child_worker(), asio::detached);
     while (!stopping_) {
+        if (held_by_breaker()) {
+            // GHL looks down: no pass (its requests would only be refused); the breaker's
+            // closing wakes this loop.
+            wake_.expires_after(opt_.poll_interval);
+            boost::system::error_code ec;
+            co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            continue;
+        }
         const pull_report r = co_await incremental_pull();
 
         bool do_sweep = false;

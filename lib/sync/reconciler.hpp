@@ -172,6 +172,10 @@ public:
     /// Ends run() (thread-safe).
     void stop();
 
+    /// Looks again now (the circuit breaker closed): the pass and the child worker resume
+    /// without waiting for their next poll. Call on `ex`.
+    void wake();
+
     /// Makes the next pass a full one (then a delete sweep); wakes the loop (thread-safe).
     void trigger_full_resync();
 
@@ -201,6 +205,9 @@ private:
     boost::asio::awaitable<bool> run_child_job(const job& j);
     boost::asio::awaitable<void> write_audit_only(std::shared_ptr<audit_sink> sink);
     bool sweep_due(const std::optional<std::string>& cursor) const;
+    /// The circuit breaker holds calls back (GHL looks down): passes, sweeps and child fetches
+    /// wait instead of spending requests and attempts.
+    bool held_by_breaker() const;
     mirror make_mirror(SQLite::Database& db) const;
 
     boost::asio::any_io_executor ex_;

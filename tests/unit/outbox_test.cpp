@@ -170,7 +170,9 @@ TEST_F(outbox_test, a_task_whose_contact_create_died_is_dead_lettered_with_the_r
     EXPECT_EQ(count("SELECT last_status FROM outbox WHERE entity = 'contact'"), 422);
 }
 
-TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
+TEST_F(outbox_test, transient_failures_retry_past_any_count_until_give_up_after) {
+    // DESIGN §9: never dead-lettered by count; only retry.give_up_after after it was queued.
+    policy_.give_up_after = std::chrono::hours(1);
     emit(
         R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     sync::outcome busy;
@@ -190,12 +192,41 @@ TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
         clock_.advance(wait);
     }
     EXPECT_EQ(count("SELECT uncertain FROM outbox"), 1);
+    // Far more attempts than max_attempts (4 here): still pending while within the hour.
+    for (int attempt = 3; attempt < 40; ++attempt) {
+        clock_.advance(std::chrono::milliseconds(policy_.max_ms));
+        auto items = claim();
+        ASSERT_EQ(items.size(), 1u) << attempt;
+        finish(items[0], busy, 0.99);
+        ASSERT_EQ(text("SELECT state FROM outbox"), "pending") << attempt;
+    }
+    EXPECT_EQ(count("SELECT attempts FROM outbox"), 40);
+    clock_.advance(std::chrono::hours(1));
     auto last = claim();
     ASSERT_EQ(last.size(), 1u);
     finish(last[0], busy);
     EXPECT_EQ(text("SELECT state FROM outbox"), "dead");
-    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 4 attempts"),
+    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 41 attempts"),
               std::string::npos);
+    EXPECT_NE(text("SELECT last_error FROM outbox").find("retry.give_up_after"), std::string::npos);
+}
+
+TEST_F(outbox_test, a_row_the_breaker_held_back_spends_no_attempt_and_is_never_given_up) {
+    policy_.give_up_after = std::chrono::minutes(1);
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    sync::outcome held;
+    held.what = sync::outcome::kind::retry;
+    held.error = "PUT /contacts/:contactId: circuit breaker open (GHL looks down)";
+    held.held = true;
+    held.retry_after = 7s;
+    clock_.advance(std::chrono::hours(2)); // far past give_up_after
+    auto items = claim();
+    ASSERT_EQ(items.size(), 1u);
+    finish(items[0], held);
+    EXPECT_EQ(text("SELECT state FROM outbox"), "pending");
+    EXPECT_EQ(count("SELECT attempts FROM outbox"), 0);
+    EXPECT_EQ(text("SELECT next_attempt_at FROM outbox"), format_iso8601(clock_.now() + 7s));
 }
 
 TEST_F(outbox_test, retry_after_is_honoured) {
