@@ -226,6 +226,11 @@ void daemon::context::start() {
     reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access,
                                                     sync::reconciler_options_from(cfg));
     dispatcher->set_pull(reconciler->pull_function());
+    // Fetches a pass deferred (durable pulls) are run by the dispatcher: at once.
+    reconciler->on_deferred = [this] {
+        if (dispatcher)
+            dispatcher->wake();
+    };
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
