@@ -244,6 +244,11 @@ void daemon::context::start() {
         }
         return h;
     };
+    // New work is looked at when its coalescing window ends, not at the next idle poll.
+    sopt.on_work_committed = [this] {
+        if (dispatcher)
+            dispatcher->wake();
+    };
     // /metrics says what /healthz says: the health gauges are set from the registry per scrape.
     metrics.poll_interval_seconds.set(cfg.sync.poll_interval_seconds);
     registry.on_collect([this] {
