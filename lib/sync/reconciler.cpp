@@ -130,6 +130,8 @@ reconciler_options reconciler_options_from(const config& cfg) {
     o.full_sweep_hours = cfg.sync.full_sweep_hours;
     o.mode = cfg.sync.list_mode;
     o.children = cfg.sync.fetch_children;
+    // The incremental floor covers GHL's search index lag (sync.index_lag_seconds).
+    o.overlap = std::chrono::seconds(cfg.sync.index_lag_seconds);
     o.mirror.policy = cfg.sync.conflict;
     o.mirror.rules = cfg.rules;
     return o;
@@ -753,6 +755,9 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         start_after = json::get_int(cur, "start_after");
         start_after_id = json::get_string(cur, "start_after_id");
     } else if (!full && last_updated) {
+        // Re-read the index lag before the cursor: GHL's search index shows changes late and
+        // out of order. Unchanged contacts in the overlap are skipped by dateUpdated, so it
+        // costs search pages only.
         if (auto t = parse_iso8601(*last_updated))
             floor = format_iso8601(*t - opt_.overlap);
     }

@@ -92,10 +92,12 @@ struct reconciler_options {
     int full_sweep_hours = 24; ///< 0: never sweep
     speak4::list_mode mode = list_mode::search;
     speak4::fetch_children children = fetch_children::all;
-    mirror_options mirror;                   ///< conflict policy and [rules]
-    std::chrono::milliseconds overlap{2000}; ///< re-read this much before the cursor
-    int search_page = 500;                   ///< pageLimit (GHL's maximum)
-    int legacy_page = 100;                   ///< limit of GET /contacts/ (GHL's maximum)
+    mirror_options mirror; ///< conflict policy and [rules]
+    /// Re-read this much before the cursor (sync.index_lag_seconds): GHL's search index shows
+    /// changes late and out of order.
+    std::chrono::milliseconds overlap{std::chrono::seconds(300)};
+    int search_page = 500; ///< pageLimit (GHL's maximum)
+    int legacy_page = 100; ///< limit of GET /contacts/ (GHL's maximum)
     int business_page = 100;
     int push_reserve_percent = 20; ///< pulls wait while the budget is below this
     int max_child_attempts = 8;    ///< then a queued child fetch is dropped

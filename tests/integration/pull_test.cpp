@@ -772,3 +772,33 @@ TEST_F(pull_test, remote_changes_under_ten_percent_faults_and_search_lag_cost_fe
         << "clean " << clean << ", with 10% faults " << faulty;
     EXPECT_EQ(count("SELECT COUNT(*) FROM contacts"), n);
 }
+
+// Issue 12, "A floor that covers the index lag": a change GHL's search index shows late (its
+// dateUpdated older than the cursor) is read by the next pass with the default floor
+// (sync.index_lag_seconds = 300), where the old 2 s floor skipped it until the next sweep.
+TEST_F(pull_test, the_floor_rereads_the_index_lag_so_a_late_indexed_change_is_not_skipped) {
+    opt_.children = fetch_children::on_demand;
+    const auto now = wall_now();
+    const auto x = sim_->seed_contact(
+        bj::object{{"firstName", "Old"}, {"dateUpdated", format_iso8601(now - 1h)}});
+    sim_->seed_contact(bj::object{{"firstName", "Y"}}); // the cursor ends at its dateUpdated
+    ASSERT_TRUE(run(rec().incremental_pull()).complete);
+    // X's change, made a minute before the cursor, becomes searchable only now.
+    sim_->update_contact(
+        x, bj::object{{"firstName", "Late"}, {"dateUpdated", format_iso8601(now - 1min)}});
+    clock_.advance(1s);
+    const std::string name_of_x = "SELECT first_name FROM contacts WHERE ghl_id = '" + x + "'";
+
+    opt_.overlap = 2s; // the old floor
+    rec_.reset();
+    ASSERT_TRUE(run(rec().incremental_pull()).complete);
+    EXPECT_EQ(text(name_of_x), "Old") << "the old floor was expected to miss it";
+
+    opt_.overlap = sync::reconciler_options_from(config{}).overlap;
+    EXPECT_EQ(opt_.overlap, std::chrono::milliseconds(300s));
+    rec_.reset();
+    const auto r = run(rec().incremental_pull());
+    ASSERT_TRUE(r.complete) << r.error;
+    EXPECT_EQ(text(name_of_x), "Late");
+    EXPECT_EQ(r.fetched, 1); // only the changed contact is fetched; Y is skipped by dateUpdated
+}
