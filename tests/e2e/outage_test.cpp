@@ -244,6 +244,48 @@ TEST_F(outage_test, a_full_outage_longer_than_the_old_retry_budget_dead_letters_
     EXPECT_EQ(d->wait(20000), 0);
 }
 
+// Issue 12, "Replay keeps order": a dead update revived after newer updates of the same contact
+// were sent never overwrites them; what it alone set still reaches GHL.
+TEST_F(outage_test, queue_retry_dead_after_newer_updates_leaves_ghl_with_the_newest_values) {
+    write_config("[retry]\nbase_ms = 5\nmax_ms = 100\n[sync]\ncoalesce_ms = 0\n"
+                 "fetch_children = \"on_demand\"\n");
+    auto d = start_daemon();
+    ASSERT_TRUE(wait_until([&] { return http_get(api_port_, "/healthz").status == 200; }, 20000))
+        << read_file(dir_ / "daemon.err");
+    auto emit = [&](const std::string& ev) { return cli({"emit", "-"}, ev + "\n").exit_code; };
+    ASSERT_EQ(emit(R"({"type":"contact.created","event_id":"e1","contact":{"speak4_id":"s4-1",)"
+                   R"("firstName":"First","email":"ada@example.com"}})"),
+              0);
+    ASSERT_TRUE(wait_until([&] { return drained(); }, 20000));
+    // GHL refuses this one (422): a dead letter.
+    speak4::sim::fault_config f;
+    f.reject_body_containing = "Stale";
+    sim_->set_faults(f);
+    ASSERT_EQ(emit(R"({"type":"contact.updated","event_id":"e2","contact":{"speak4_id":"s4-1",)"
+                   R"("firstName":"Stale","lastName":"OnlyInTheDeadRow"}})"),
+              0);
+    ASSERT_TRUE(wait_until(
+        [&] { return count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'") == 1; }, 20000));
+    // Newer values go through.
+    ASSERT_EQ(emit(R"({"type":"contact.updated","event_id":"e3","contact":{"speak4_id":"s4-1",)"
+                   R"("firstName":"Newest"}})"),
+              0);
+    ASSERT_TRUE(wait_until([&] { return drained(); }, 20000));
+    sim_->set_faults({});
+    const auto r = cli({"queue", "retry", "--dead"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_TRUE(wait_until([&] { return drained(); }, 20000))
+        << cli({"queue", "list", "--limit", "10"}).out;
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
+    const bj::value state = sim_->state();
+    ASSERT_EQ(state.at("contacts").as_array().size(), 1u);
+    const auto& c = state.at("contacts").at(0);
+    EXPECT_EQ(c.at("firstName").as_string(), "Newest") << "the revived row overwrote a newer value";
+    EXPECT_EQ(c.at("lastName").as_string(), "OnlyInTheDeadRow");
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
+}
+
 // Issue 12, "Freshness": events arriving one at a time at an idle daemon are picked up when
 // their coalescing window ends (intake wakes the dispatcher), not at the next one-second idle
 // poll. Before: 250-999 ms accepted -> applied, a sawtooth with a 1 s period. The figure is
