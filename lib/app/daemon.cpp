@@ -21,6 +21,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <csignal>
 #include <systemd/sd-daemon.h>
@@ -35,6 +36,9 @@ namespace bj = boost::json;
 void notify(const std::string& state) {
     ::sd_notify(0, state.c_str());
 }
+
+/// sync_cursors row holding the rate limiter's last saved reservation (ghl::rate_snapshot).
+constexpr const char* rate_snapshot_cursor = "rate_limit.snapshot";
 
 /// The [breaker] section as the breaker takes it.
 ghl::breaker_options breaker_options_from(const breaker_config& cfg) {
@@ -184,17 +188,60 @@ void daemon::context::start() {
                            {"auth", std::string(to_string(cfg.ghl.auth))}});
 
     // Stage 2: the database, migrated, on its own thread.
+    std::optional<ghl::rate_snapshot> spent; // what a predecessor spent in the current window
+    bool new_database = false;               // no predecessor ever spent anything
     {
         auto conn = store::open_database({cfg.database.path});
         const auto m = store::migrate(*conn);
         if (m.from != m.to)
             log::info("migrated database", {{"from", m.from}, {"to", m.to}});
+        new_database = m.from == 0;
+        SQLite::Statement q(*conn, "SELECT value FROM sync_cursors WHERE name = ?");
+        q.bind(1, rate_snapshot_cursor);
+        if (q.executeStep()) {
+            boost::system::error_code ec;
+            auto v = bj::parse(q.getColumn(0).getString(), ec);
+            if (!ec && v.is_object())
+                spent = ghl::rate_snapshot_from_json(v.as_object());
+        }
     }
     db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
 
     // Stage 3: GHL access: transport, rate budget, tokens.
     http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
     limiter = std::make_shared<ghl::rate_limiter>(ghl::rate_limit_options_from(cfg.rate_limit));
+    // No 429s caused, restarts included (DESIGN §9): tokens are spent only from reservations
+    // saved first, the predecessor's are restored, and without any the burst counts as spent
+    // until GHL's first rate-limit headers say what remains.
+    {
+        const auto now = system_clock::instance().now();
+        if (spent)
+            limiter->restore(cfg.ghl.location_id, *spent, now);
+        else if (!new_database)
+            limiter->start_conservatively(cfg.ghl.location_id, now);
+        limiter->set_persistence(
+            [this](std::string, ghl::rate_snapshot snap) -> asio::awaitable<bool> {
+                const std::string value = bj::serialize(ghl::to_json(snap));
+                const std::string at = format_iso8601(system_clock::instance().now());
+                bool saved = false;
+                try {
+                    co_await db->run([&](SQLite::Database& d) {
+                        SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
+                                               "VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                                               "value = excluded.value, updated_at = "
+                                               "excluded.updated_at");
+                        w.bind(1, rate_snapshot_cursor);
+                        w.bind(2, value);
+                        w.bind(3, at);
+                        w.exec();
+                    });
+                    saved = true;
+                } catch (const std::exception& e) {
+                    log::error("saving the rate budget failed", {{"error", e.what()}});
+                }
+                co_return saved;
+            });
+    }
     if (cfg.ghl.auth == auth_mode::oauth) {
         token_store = std::make_shared<sync::sqlite_token_store>(*db);
         oauth = ghl::oauth_token_provider::create(

@@ -324,6 +324,8 @@ asio::awaitable<void> dispatcher::run() {
 asio::awaitable<void> dispatcher::process(work_item item) {
     std::vector<audit_entry> audit;
     ghl::client_options copt = ghl_.options;
+    if (item.act == action::pull)
+        copt.lane = ghl::lane::pull; // webhook and per-contact pulls: the pull lane
     const std::int64_t outbox_id = item.first_row;
     const int attempt = item.attempts + 1;
     copt.observer = [&audit, outbox_id, attempt,

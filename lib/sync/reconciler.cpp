@@ -192,6 +192,7 @@ mirror reconciler::make_mirror(SQLite::Database& db) const {
 
 std::unique_ptr<ghl::client> reconciler::make_client(std::shared_ptr<audit_sink> sink) {
     ghl::client_options copt = ghl_.options;
+    copt.lane = ghl::lane::pull; // passes, sweeps and child fetches never starve pushes
     copt.observer = [sink](const ghl::request_record& r) {
         sink->entries.push_back(audit_from_request(r));
     };

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 #include <iostream>
 #include <netinet/in.h>
+#include <random>
 #include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
@@ -333,4 +334,48 @@ TEST_F(outage_test, events_at_an_idle_daemon_are_applied_when_their_window_ends)
     std::cout << "\n";
     d->signal(SIGTERM);
     EXPECT_EQ(d->wait(20000), 0);
+}
+
+// Issue 12, "Zero 429s caused, restarts included": a tight rate limit (20 requests per 2 s, the
+// daemon configured to match) and 20 SIGKILLs during a drain: every restart knows what its
+// predecessor spent in the current window (saved reservations), so GHL never answers 429.
+TEST_F(outage_test, a_tight_rate_limit_and_twenty_sigkills_cause_no_429) {
+    sim_->set_rate_limits(true, 20, 2000, 200000);
+    write_config("[rate_limit]\nburst = 20\nwindow_seconds = 2\n"
+                 "[retry]\nbase_ms = 5\nmax_ms = 200\n"
+                 "[sync]\ncoalesce_ms = 10\nfetch_children = \"on_demand\"\n");
+    const int contacts = 60;
+    std::string events;
+    for (int i = 0; i < contacts; ++i)
+        events += contact_events(i);
+    ASSERT_EQ(cli({"emit", "-"}, events).exit_code, 0);
+    std::mt19937 rng(12);
+    int kills = 0;
+    const int want_kills =
+        std::getenv("SPEAK4_KILLS") ? std::atoi(std::getenv("SPEAK4_KILLS")) : 20;
+    for (int round = 0; round < 80 && kills < want_kills; ++round) {
+        auto d = start_daemon();
+        std::this_thread::sleep_for(
+            std::chrono::milliseconds(std::uniform_int_distribution<int>(200, 700)(rng)));
+        if (d->running() && !drained())
+            ++kills;
+        d->signal(SIGKILL);
+        d->wait(10000);
+    }
+    EXPECT_GE(kills, want_kills) << "kills that landed while work was pending";
+    auto d = start_daemon();
+    ASSERT_TRUE(wait_until([&] { return drained(); }, 180000))
+        << cli({"queue", "list", "--limit", "20"}).out << read_file(dir_ / "daemon.err");
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
+    const auto s = sim_->get_stats();
+    std::cout << "[figure] burst 20 per 2 s, " << kills << " SIGKILLs during a drain of "
+              << 2 * contacts << " events: " << s.requests << " requests, 429s caused "
+              << s.rate_limited << "\n";
+    EXPECT_EQ(s.rate_limited, 0) << "429s the daemon caused; snapshot "
+                                 << cli({"status", "--json"}).out;
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0);
+    for (const auto& [key, n] : s.creates_by_key)
+        EXPECT_EQ(n, 1) << key << " was created " << n << " times";
+    EXPECT_EQ(sim_->state().at("contacts").as_array().size(), static_cast<std::size_t>(contacts));
 }
