@@ -440,3 +440,38 @@ TEST_F(outbox_test, prune_removes_old_audit_rows_and_finished_work_only) {
     EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'inflight'"), 1); // in flight: kept
 }
+
+// Issue 12, "Coalescing without collateral damage": a merged call GHL refuses (422) is retried
+// one change at a time, so only the bad change becomes a dead letter.
+TEST_F(outbox_test, a_refused_merged_call_is_split_and_only_the_bad_change_dies) {
+    for (const char* name : {"A", "Bad", "C"})
+        emit(std::string(
+                 R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001",)") +
+             R"("lastName":"L","firstName":")" + name + R"("}})");
+    auto items = claim();
+    ASSERT_EQ(items.size(), 1u);
+    ASSERT_EQ(items[0].rows.size(), 3u); // coalesced
+    sync::outcome refused;
+    refused.what = sync::outcome::kind::dead;
+    refused.status = 422;
+    refused.error = "PUT /contacts/:contactId: 422 firstName Bad";
+    finish(items[0], refused);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts = 0"), 3);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
+    // One by one now.
+    std::vector<std::string> outcome_of = {"done", "dead", "done"};
+    for (int i = 0; i < 3; ++i) {
+        auto one = claim();
+        ASSERT_EQ(one.size(), 1u) << i;
+        ASSERT_EQ(one[0].rows.size(), 1u) << i;
+        EXPECT_EQ(one[0].rows[0], items[0].rows[static_cast<std::size_t>(i)]);
+        if (outcome_of[static_cast<std::size_t>(i)] == "done")
+            finish(one[0], done());
+        else
+            finish(one[0], refused);
+    }
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'done'"), 2);
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = " + std::to_string(items[0].rows[1])),
+              "dead");
+    EXPECT_TRUE(claim().empty());
+}
