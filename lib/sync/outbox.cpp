@@ -234,7 +234,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     const std::string cutoff = format_iso8601(now - coalesce);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
 
-    // Heads of line: the oldest open row of each entity, if due. Tasks and notes come only once
+    // Heads of line: the oldest open row of each entity, if due. Pushes before pulls (webhook
+    // and per-contact pulls): a bulk edit in GHL arriving as thousands of webhooks never queues
+    // Speak4's changes behind it; the rate limiter's pull lane bounds what pulls take. Tasks and notes come only once
     // their contact has a GHL id, or once it never will (no create of it is open).
     auto& heads = stmts_.get(R"(
         SELECT o.entity, o.entity_id FROM outbox o INDEXED BY outbox_state_id
@@ -251,7 +253,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                   AND (c.ghl_id IS NOT NULL OR NOT EXISTS (
                         SELECT 1 FROM outbox q WHERE q.entity = 'contact' AND q.entity_id = c.id
                           AND q.op = 'create' AND q.state IN ('pending', 'inflight')))))
-        ORDER BY o.id LIMIT ?3)");
+        ORDER BY o.op = 'pull', o.id LIMIT ?3)");
     heads.bind(1, now_s);
     heads.bind(2, cutoff);
     heads.bind(3, max_items);

@@ -802,3 +802,54 @@ TEST_F(pull_test, the_floor_rereads_the_index_lag_so_a_late_indexed_change_is_no
     EXPECT_EQ(text(name_of_x), "Late");
     EXPECT_EQ(r.fetched, 1); // only the changed contact is fetched; Y is skipped by dateUpdated
 }
+
+// Issue 12, "Lanes": a bulk remote change arriving as 999 webhook pulls (outbox op='pull')
+// does not queue Speak4's push behind it: the push is claimed ahead of the pulls and sent while
+// only a few of them (the ones already in flight) have run.
+TEST_F(pull_test, a_push_is_not_queued_behind_a_bulk_of_webhook_pulls) {
+    opt_.children = fetch_children::on_demand;
+    const int n = 1000;
+    const auto ids = sim_->seed_contacts(n);
+    ASSERT_TRUE(run(rec().incremental_pull()).complete);
+    // The webhooks' pulls (of every contact but one), then a change from Speak4 to that one.
+    db_->run_sync([&](SQLite::Database& db) {
+        SQLite::Statement ins(db, "INSERT INTO outbox(op, entity, entity_id, state, "
+                                  "next_attempt_at, payload, created_at, updated_at) SELECT "
+                                  "'pull', 'contact', id, 'pending', ?1, '{\"children\":false}', "
+                                  "?1, ?1 FROM contacts WHERE ghl_id <> ?2");
+        ins.bind(1, format_iso8601(clock_.now()));
+        ins.bind(2, ids[n / 2]);
+        ins.exec();
+    });
+    emit(R"({"type":"contact.updated","contact":{"ghl_id":")" + ids[n / 2] +
+         R"(","lastName":"FromSpeak4"}})");
+    const std::string push_done =
+        "SELECT COUNT(*) FROM outbox WHERE op <> 'pull' AND state = 'done'";
+
+    sync::dispatcher_options dopt;
+    dopt.coalesce = 0ms;
+    dopt.idle_poll = 20ms;
+    sync::dispatcher disp(ioc_.get_executor(), *db_, access_, dopt, clock_);
+    disp.set_pull(rec().pull_function());
+    auto done = asio::co_spawn(ioc_, disp.run(), asio::use_future);
+    ioc_.restart();
+    const auto deadline = std::chrono::steady_clock::now() + 60s;
+    while (count(push_done) == 0 && std::chrono::steady_clock::now() < deadline)
+        ioc_.run_for(5ms);
+    const long long pulls_before =
+        count("SELECT COUNT(*) FROM outbox WHERE op = 'pull' AND state = 'done'");
+    disp.stop();
+    while (done.wait_for(0s) != std::future_status::ready &&
+           std::chrono::steady_clock::now() < deadline + 10s)
+        ioc_.run_for(20ms);
+    ASSERT_EQ(count(push_done), 1);
+    std::cout << "[figure] push behind " << n << " webhook pulls: sent after " << pulls_before
+              << " pulls had run\n";
+    EXPECT_LE(pulls_before, 2 * dopt.max_concurrency) << "the push waited behind the pulls";
+    std::string last_name;
+    const bj::value state = sim_->state();
+    for (const auto& c : state.at("contacts").as_array())
+        if (c.at("id").as_string() == ids[n / 2])
+            last_name = std::string(c.at("lastName").as_string());
+    EXPECT_EQ(last_name, "FromSpeak4");
+}
