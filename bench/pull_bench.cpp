@@ -5,6 +5,7 @@
 //
 //   pull_bench [--contacts N] [--sim PATH] [--page P] [--keep DIR] [--steady K]
 //              [--entities contacts,tasks,notes,appointments]
+//              [--fault-rate F] [--search-lag-ms L] [--index-lag-s S]
 #include "bench_common.hpp"
 #include "core/log.hpp"
 #include "ghl/client.hpp"
@@ -15,6 +16,9 @@
 #include <SQLiteCpp/Database.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <cstdio>
 #include <iostream>
 
@@ -32,12 +36,20 @@ int main(int argc, char** argv) try {
                "  --steady K: after the import, change K contacts in GHL, pull again (with their\n"
                "  tasks, notes and appointments) and report API calls per remote change\n"
                "  --entities LIST: sync.entities for the steady pass (default all), e.g.\n"
-               "  contacts,tasks to leave notes and appointments out\n";
+               "  contacts,tasks to leave notes and appointments out\n"
+
+               "  --fault-rate F: during that pass, F (0..1) of GET /contacts/:id and search\n"
+               "  requests fail with 500/502/503 (retried inside the pass)\n"
+               "  --search-lag-ms L: ghl-sim's search index lags L ms (plus up to L jitter)\n"
+               "  --index-lag-s S: the pass re-reads S s before its cursor (default 2 here)\n";
         return 0;
     }
     const long long n = a.num("contacts", 100000);
     const int page = static_cast<int>(a.num("page", 500));
     const long long steady = a.num("steady", 0);
+    const double fault_rate = std::stod(a.str("fault-rate", "0"));
+    const long long search_lag = a.num("search-lag-ms", 0);
+    const long long index_lag = a.num("index-lag-s", 2);
 
     std::unique_ptr<bench::child> sim;
     const std::string url = bench::start_sim(sim, a.str("sim", SPEAK4_GHL_SIM_BINARY), [&] {
@@ -76,6 +88,7 @@ int main(int argc, char** argv) try {
     ro.entities = {entities.find("tasks") != std::string::npos,
                    entities.find("notes") != std::string::npos,
                    entities.find("appointments") != std::string::npos};
+    ro.overlap = std::chrono::seconds(index_lag);
     sync::reconciler rec(io.get_executor(), db, access, ro);
 
     const long rss_before = bench::peak_rss_kib();
@@ -131,6 +144,25 @@ int main(int argc, char** argv) try {
             if (!r || r->status != 200)
                 throw std::runtime_error("remote change failed");
         }
+        if (fault_rate > 0 || search_lag > 0) {
+            ghl::http_request req;
+            req.method = ghl::http_method::put;
+            req.target = "/_sim/faults";
+            req.content_type = "application/json";
+            req.body = "{\"error_rate\":" + std::to_string(fault_rate) +
+                       ",\"error_statuses\":[500,502,503],\"routes\":[\"GET /contacts/:contactId\","
+                       "\"POST /contacts/search\"],\"search_lag_ms\":" +
+                       std::to_string(search_lag) +
+                       ",\"search_lag_jitter_ms\":" + std::to_string(search_lag) + "}";
+            auto r = co_await access.http->send(req);
+            if (!r || r->status != 200)
+                throw std::runtime_error("setting faults failed");
+            if (search_lag > 0) { // let the index catch up with the changes
+                asio::steady_timer t(co_await asio::this_coro::executor);
+                t.expires_after(std::chrono::milliseconds(2 * search_lag + 100));
+                co_await t.async_wait(asio::use_awaitable);
+            }
+        }
         before = (co_await bench::sim_stats(*access.http)).at("requests").to_number<long long>();
         rep2 = co_await rec.incremental_pull();
         for (int k; (k = co_await rec.drain_child_queue(1000)) > 0;)
@@ -144,14 +176,14 @@ int main(int argc, char** argv) try {
     io.restart();
     io.run();
     const long long calls = after - before;
-    std::printf(
-        "steady: changed=%lld pass: ok=%d pages=%lld listed=%lld fetched=%lld; child jobs=%d; "
-        "GHL requests=%lld\n",
-        steady, rep2.ok ? 1 : 0, rep2.pages, rep2.listed, rep2.fetched, children, calls);
-    std::printf(
-        "RESULT pull_bench steady: %.2f API calls per remote change (K=%lld changed of N=%lld, "
-        "entities %s)\n",
-        static_cast<double>(calls) / static_cast<double>(steady), steady, n, entities.c_str());
+    std::printf("steady: changed=%lld pass: ok=%d pages=%lld listed=%lld fetched=%lld retries=%lld "
+                "deferred=%lld updated=%lld; child jobs=%d; GHL requests=%lld\n",
+                steady, rep2.ok ? 1 : 0, rep2.pages, rep2.listed, rep2.fetched, rep2.fetch_retries,
+                rep2.deferred, rep2.updated, children, calls);
+    std::printf("RESULT pull_bench steady: %.2f API calls per remote change (K=%lld changed of "
+                "N=%lld, faults %.0f%%, search lag %lld ms, entities %s)\n",
+                static_cast<double>(calls) / static_cast<double>(steady), steady, n,
+                fault_rate * 100.0, search_lag, entities.c_str());
     return rep2.ok ? 0 : 1;
 } catch (const std::exception& e) {
     std::fprintf(stderr, "pull_bench: %s\n", e.what());

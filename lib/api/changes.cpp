@@ -175,6 +175,8 @@ routes::query_changes(long long since, long long limit) {
 }
 
 void routes::changes_committed() {
+    if (opt_.on_work_committed)
+        opt_.on_work_committed();
     ++change_generation_;
     for (auto* t : change_waiters_)
         t->cancel();

@@ -72,6 +72,11 @@ struct server_options {
     /// healthy unless the server is stopping or its last database access failed.
     std::function<health()> health_check;
 
+    /// Called (on the network thread) after events or webhooks committed new work: the daemon
+    /// wakes its dispatcher, so an event is picked up when its coalescing window ends instead
+    /// of at the next idle poll. Must be quick.
+    std::function<void()> on_work_committed;
+
     /// From the configuration and the loaded secrets. Reads and parses the webhook key files when
     /// webhooks are enabled. Throws config_error naming the key on a bad listen address, an
     /// unreadable or wrong kind of key, or webhooks enabled without any key. Control plane only.

@@ -25,6 +25,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <csignal>
 #include <systemd/sd-daemon.h>
 
@@ -32,10 +34,26 @@ namespace speak4::app {
 namespace {
 
 namespace asio = boost::asio;
+namespace bj = boost::json;
 
 /// sd_notify, a no-op outside systemd (NOTIFY_SOCKET unset).
 void notify(const std::string& state) {
     ::sd_notify(0, state.c_str());
+}
+
+/// sync_cursors row holding the rate limiter's last saved reservation (ghl::rate_snapshot).
+constexpr const char* rate_snapshot_cursor = "rate_limit.snapshot";
+
+/// The [breaker] section as the breaker takes it.
+ghl::breaker_options breaker_options_from(const breaker_config& cfg) {
+    ghl::breaker_options o;
+    o.window_requests = cfg.window_requests;
+    o.window_age = std::chrono::seconds(cfg.window_seconds);
+    o.min_requests = cfg.min_requests;
+    o.failure_percent = cfg.failure_percent;
+    o.probe_interval = std::chrono::milliseconds(cfg.probe_interval_ms);
+    o.probe_max = std::chrono::milliseconds(cfg.probe_max_ms);
+    return o;
 }
 
 config load(const run_options& opt) {
@@ -74,6 +92,8 @@ struct daemon::context {
     std::unique_ptr<store::db_worker> db;
     std::shared_ptr<ghl::http_client> http;
     std::shared_ptr<ghl::rate_limiter> limiter;
+    std::shared_ptr<ghl::breaker> breaker;
+    std::unique_ptr<ghl::client> prober; ///< sends the breaker's probes
     std::shared_ptr<ghl::static_token_provider> pit;
     std::shared_ptr<sync::sqlite_token_store> token_store;
     std::shared_ptr<ghl::oauth_token_provider> oauth;
@@ -104,7 +124,46 @@ struct daemon::context {
     void start_dispatcher();
     asio::awaitable<void> refresh_field_map(config next);
     std::shared_ptr<ghl::client> fields_client; // lists custom fields (start, SIGHUP)
+    void breaker_changed(const ghl::breaker_snapshot& s);
+    asio::awaitable<std::optional<std::string>> probe_ghl();
 };
+
+/// The breaker as a health part: an open breaker is GHL being down, not this daemon being
+/// unwell (a restart would not help), so it stays healthy and says so in its reason; the
+/// alert Speak4BreakerOpen watches the state.
+void daemon::context::breaker_changed(const ghl::breaker_snapshot& s) {
+    health::part p;
+    p.state = std::string(ghl::to_string(s.state));
+    p.healthy = true;
+    if (s.state != ghl::breaker_state::closed)
+        p.reason = "GHL looks down: calls are paused and probed (" + s.last_failure + ")";
+    p.detail = ghl::to_json(s);
+    p.detail.erase("state");
+    monitor.set_part("breaker", std::move(p));
+    if (s.state == ghl::breaker_state::closed) {
+        // GHL answered again: the paused loops look now instead of at their next poll.
+        if (dispatcher)
+            dispatcher->wake();
+        if (reconciler)
+            reconciler->wake();
+    }
+    if (!stopping)
+        status_timer.cancel(); // status --json learns of it at once
+}
+
+/// One probe: the cheapest read there is (a search page of one contact). Any answer that is
+/// not a failure in the breaker's sense (ghl/breaker.hpp) says GHL is back.
+asio::awaitable<std::optional<std::string>> daemon::context::probe_ghl() {
+    ghl::search_request req;
+    req.page_limit = 1;
+    auto r = co_await prober->search_contacts(std::move(req));
+    if (r)
+        co_return std::nullopt;
+    const auto& e = r.error();
+    if (e.status != 0 && e.status < 500 && e.status != 408)
+        co_return std::nullopt;
+    co_return e.what();
+}
 
 void daemon::context::refresh_auth_part() {
     if (!tokens)
@@ -254,11 +313,22 @@ void daemon::context::start() {
                            {"auth", std::string(to_string(cfg.ghl.auth))}});
 
     // Stage 2: the database, migrated, on its own thread.
+    std::optional<ghl::rate_snapshot> spent; // what a predecessor spent in the current window
+    bool new_database = false;               // no predecessor ever spent anything
     {
         auto conn = store::open_database({cfg.database.path});
         const auto m = store::migrate(*conn);
         if (m.from != m.to)
             log::info("migrated database", {{"from", m.from}, {"to", m.to}});
+        new_database = m.from == 0;
+        SQLite::Statement q(*conn, "SELECT value FROM sync_cursors WHERE name = ?");
+        q.bind(1, rate_snapshot_cursor);
+        if (q.executeStep()) {
+            boost::system::error_code ec;
+            auto v = bj::parse(q.getColumn(0).getString(), ec);
+            if (!ec && v.is_object())
+                spent = ghl::rate_snapshot_from_json(v.as_object());
+        }
     }
     db = std::make_unique<store::db_worker>(store::open_options{cfg.database.path});
     if (cfg.sync.direction == sync_direction::pull) {
@@ -282,6 +352,38 @@ void daemon::context::start() {
     // Stage 3: GHL access: transport, rate budget, tokens.
     http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
     limiter = std::make_shared<ghl::rate_limiter>(ghl::rate_limit_options_from(cfg.rate_limit));
+    // No 429s caused, restarts included (DESIGN §9): tokens are spent only from reservations
+    // saved first, the predecessor's are restored, and without any the burst counts as spent
+    // until GHL's first rate-limit headers say what remains.
+    {
+        const auto now = system_clock::instance().now();
+        if (spent)
+            limiter->restore(cfg.ghl.location_id, *spent, now);
+        else if (!new_database)
+            limiter->start_conservatively(cfg.ghl.location_id, now);
+        limiter->set_persistence(
+            [this](std::string, ghl::rate_snapshot snap) -> asio::awaitable<bool> {
+                const std::string value = bj::serialize(ghl::to_json(snap));
+                const std::string at = format_iso8601(system_clock::instance().now());
+                bool saved = false;
+                try {
+                    co_await db->run([&](SQLite::Database& d) {
+                        SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
+                                               "VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                                               "value = excluded.value, updated_at = "
+                                               "excluded.updated_at");
+                        w.bind(1, rate_snapshot_cursor);
+                        w.bind(2, value);
+                        w.bind(3, at);
+                        w.exec();
+                    });
+                    saved = true;
+                } catch (const std::exception& e) {
+                    log::error("saving the rate budget failed", {{"error", e.what()}});
+                }
+                co_return saved;
+            });
+    }
     if (cfg.ghl.auth == auth_mode::oauth) {
         token_store = std::make_shared<sync::sqlite_token_store>(*db);
         oauth = ghl::oauth_token_provider::create(
@@ -292,8 +394,22 @@ void daemon::context::start() {
         pit = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
         tokens = pit;
     }
+    // The circuit breaker in front of every request, pushes and pulls alike (DESIGN §9).
+    breaker = std::make_shared<ghl::breaker>(breaker_options_from(cfg.breaker));
+    {
+        ghl::client_options popt = ghl::client_options_from(cfg.ghl, request_metrics());
+        popt.breaker = breaker;
+        popt.breaker_probe = true;
+        popt.lane = ghl::lane::pull;
+        prober = std::make_unique<ghl::client>(http, std::move(popt), tokens, limiter);
+    }
+    breaker->subscribe([this](const ghl::breaker_snapshot& s) {
+        asio::post(io, [this, s] { breaker_changed(s); });
+    });
+    breaker_changed(breaker->snapshot());
     sync::ghl_access access{http, tokens, limiter,
                             ghl::client_options_from(cfg.ghl, request_metrics())};
+    access.options.breaker = breaker;
     fields_client =
         std::make_shared<ghl::client>(access.http, access.options, access.tokens, access.limiter);
     sync::resolved_fields fields = resolve_fields_at_start();
@@ -302,6 +418,11 @@ void daemon::context::start() {
     reconciler = std::make_unique<sync::reconciler>(io.get_executor(), *db, access,
                                                     sync::reconciler_options_from(cfg));
     dispatcher->set_pull(reconciler->pull_function());
+    // Fetches a pass deferred (durable pulls) are run by the dispatcher: at once.
+    reconciler->on_deferred = [this] {
+        if (dispatcher)
+            dispatcher->wake();
+    };
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
@@ -316,6 +437,11 @@ void daemon::context::start() {
             h.reason = "stopping";
         }
         return h;
+    };
+    // New work is looked at when its coalescing window ends, not at the next idle poll.
+    sopt.on_work_committed = [this] {
+        if (dispatcher)
+            dispatcher->wake();
     };
     // /metrics says what /healthz says: the health gauges are set from the registry per scrape.
     // 0 when nothing is pulled, so "no pull for N polls" never fires for a push-only daemon.
@@ -367,6 +493,7 @@ void daemon::context::start() {
                     log::error("alerts stopped on an error", {{"error", ex.what()}});
                 }
         });
+    asio::co_spawn(io, breaker->run_probes([this] { return probe_ghl(); }), asio::detached);
     std::uint64_t usec = 0;
     if (::sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
         asio::co_spawn(io, keep_watchdog(std::chrono::microseconds(usec / 2)), asio::detached);
@@ -392,6 +519,8 @@ void daemon::context::begin_stop() {
         reconciler->stop();
     if (alerter)
         alerter->stop();
+    if (breaker)
+        breaker->stop();
     if (server)
         server->stop(opt.grace, [this] {
             server_done = true;
@@ -511,8 +640,21 @@ asio::awaitable<void> daemon::context::report_status() {
             }
         }
         try {
-            const auto s =
-                co_await db->run([](SQLite::Database& d) { return store::read_status(d); });
+            // The breaker as `status --json` shows it (another process reads the database).
+            const std::string br = breaker ? bj::serialize(ghl::to_json(breaker->snapshot())) : "";
+            const std::string now = format_iso8601(system_clock::instance().now());
+            const auto s = co_await db->run([&br, &now](SQLite::Database& d) {
+                if (!br.empty()) {
+                    SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
+                                           "VALUES ('breaker', ?, ?) ON CONFLICT(name) DO UPDATE "
+                                           "SET value = excluded.value, updated_at = "
+                                           "excluded.updated_at");
+                    w.bind(1, br);
+                    w.bind(2, now);
+                    w.exec();
+                }
+                return store::read_status(d);
+            });
             std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) +
                                ", inflight " + std::to_string(s.queue.inflight) + ", dead " +
                                std::to_string(s.queue.dead) + "; last pull " +

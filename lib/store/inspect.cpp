@@ -2,6 +2,9 @@
 
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <charconv>
 
 namespace speak4::store {
@@ -89,23 +92,165 @@ std::vector<outbox_row> list_outbox(SQLite::Database& db, std::optional<std::str
     return rows;
 }
 
-bool retry_outbox(SQLite::Database& db, long long id, const std::string& now) {
+namespace {
+
+/// Revives one dead (or pending) row so that it never overwrites a newer value (DESIGN §9):
+/// what later rows of the same entity already sent (done or in flight) is taken out of it —
+/// the fields a later create/update set, the tags a later tag call touched, a later
+/// completion — and a row with nothing left, or whose entity a later row deleted, is dropped
+/// as superseded (state done, the reason in last_error). What remains goes back to pending and
+/// is claimed in entity order (merged with the entity's later pending rows, later values
+/// winning). Returns 1 when revived, 0 when superseded, -1 when no such row.
+int revive(SQLite::Database& db, long long id, const std::string& now) {
+    namespace bj = boost::json;
+    SQLite::Statement row(db, "SELECT op, entity, entity_id, payload FROM outbox WHERE id = ? AND "
+                              "state IN ('dead', 'pending')");
+    row.bind(1, static_cast<std::int64_t>(id));
+    if (!row.executeStep())
+        return -1;
+    const std::string op = row.getColumn(0).getString();
+    const std::string entity = row.getColumn(1).getString();
+    const std::int64_t entity_id = row.getColumn(2).getInt64();
+    bj::object payload;
+    {
+        boost::system::error_code ec;
+        auto v = bj::parse(row.getColumn(3).getString(), ec);
+        if (!ec && v.is_object())
+            payload = std::move(v.as_object());
+    }
+    row.reset();
+
+    SQLite::Statement later(db, "SELECT id, op, payload FROM outbox WHERE entity = ? AND "
+                                "entity_id = ? AND id > ? AND state IN ('done', 'inflight') "
+                                "ORDER BY id");
+    later.bind(1, entity);
+    later.bind(2, entity_id);
+    later.bind(3, static_cast<std::int64_t>(id));
+    bool changed = false;
+    bool superseded = false;
+    std::string by;
+    while (later.executeStep() && !superseded) {
+        const std::string lid = later.getColumn(0).getString();
+        const std::string lop = later.getColumn(1).getString();
+        boost::system::error_code ec;
+        auto lv = bj::parse(later.getColumn(2).getString(), ec);
+        const bj::object empty;
+        const bj::object& lp = !ec && lv.is_object() ? lv.as_object() : empty;
+        auto note = [&] {
+            if (by.find(lid) == std::string::npos)
+                by += (by.empty() ? "" : ", ") + lid;
+        };
+        if (lop == "delete" && op != "delete") {
+            superseded = true;
+            note();
+        } else if ((op == "update" || op == "create") && (lop == "update" || lop == "create")) {
+            // Only an update loses fields: a create must still make its record.
+            auto* set = payload.if_contains("set");
+            const auto* lset = lp.if_contains("set");
+            if (op == "update" && set && set->is_object() && lset && lset->is_object())
+                for (const auto& kv : lset->as_object())
+                    if (set->as_object().erase(kv.key())) {
+                        changed = true;
+                        note();
+                    }
+            if (op == "update" && set && set->is_object() && set->as_object().empty())
+                superseded = true;
+        } else if ((op == "tag_add" || op == "tag_remove") &&
+                   (lop == "tag_add" || lop == "tag_remove")) {
+            auto* tags = payload.if_contains("tags");
+            const auto* ltags = lp.if_contains("tags");
+            if (tags && tags->is_array() && ltags && ltags->is_array()) {
+                bj::array keep;
+                for (const auto& t : tags->as_array())
+                    if (std::find(ltags->as_array().begin(), ltags->as_array().end(), t) ==
+                        ltags->as_array().end())
+                        keep.push_back(t);
+                    else
+                        note();
+                if (keep.size() != tags->as_array().size()) {
+                    changed = true;
+                    *tags = std::move(keep);
+                }
+                if (tags->as_array().empty())
+                    superseded = true;
+            }
+        } else if (op == "complete" && lop == "complete") {
+            superseded = true;
+            note();
+        }
+    }
+    later.reset();
+    if (superseded) {
+        SQLite::Statement u(db, "UPDATE outbox SET state = 'done', last_error = ?, updated_at = ? "
+                                "WHERE id = ?");
+        u.bind(1, "superseded on revival: outbox row(s) " + by +
+                      " already sent newer values of this " + entity);
+        u.bind(2, now);
+        u.bind(3, static_cast<std::int64_t>(id));
+        u.exec();
+        return 0;
+    }
     SQLite::Statement u(db,
                         "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                        "updated_at = ? WHERE id = ? AND state IN ('dead', 'pending')");
+                        "payload = CASE WHEN ? THEN ? ELSE payload END, last_error = CASE "
+                        "WHEN ? THEN ? ELSE last_error END, updated_at = ? WHERE id = ?");
     u.bind(1, now);
-    u.bind(2, now);
-    u.bind(3, static_cast<std::int64_t>(id));
-    return u.exec() == 1;
+    u.bind(2, changed ? 1 : 0);
+    u.bind(3, bj::serialize(payload));
+    u.bind(4, changed ? 1 : 0);
+    u.bind(5, "revived without what outbox row(s) " + by + " sent since");
+    u.bind(6, now);
+    u.bind(7, static_cast<std::int64_t>(id));
+    u.exec();
+    return 1;
+}
+
+/// A savepoint: atomic on its own, and nests inside a caller's transaction (the console's
+/// repair_dead holds one).
+struct savepoint {
+    explicit savepoint(SQLite::Database& d)
+        : db(d) {
+        db.exec("SAVEPOINT revive");
+    }
+    ~savepoint() {
+        if (!released) {
+            try {
+                db.exec("ROLLBACK TO revive");
+                db.exec("RELEASE revive");
+            } catch (...) {
+            }
+        }
+    }
+    void release() {
+        db.exec("RELEASE revive");
+        released = true;
+    }
+    SQLite::Database& db;
+    bool released = false;
+};
+
+} // namespace
+
+bool retry_outbox(SQLite::Database& db, long long id, const std::string& now) {
+    savepoint sp(db);
+    const int r = revive(db, id, now);
+    sp.release();
+    return r >= 0;
 }
 
 long long retry_dead(SQLite::Database& db, const std::string& now) {
-    SQLite::Statement u(db,
-                        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                        "updated_at = ? WHERE state = 'dead'");
-    u.bind(1, now);
-    u.bind(2, now);
-    return u.exec();
+    savepoint tx(db);
+    std::vector<long long> ids;
+    {
+        SQLite::Statement q(db, "SELECT id FROM outbox WHERE state = 'dead' ORDER BY id");
+        while (q.executeStep())
+            ids.push_back(q.getColumn(0).getInt64());
+    }
+    long long n = 0;
+    for (const long long id : ids)
+        n += revive(db, id, now) > 0 ? 1 : 0;
+    tx.release();
+    return n;
 }
 
 bool drop_outbox(SQLite::Database& db, long long id) {
@@ -205,6 +350,16 @@ boost::json::object status_json(const config& cfg, const status_snapshot& s) {
         entities.emplace_back("appointments");
     out["sync"] =
         bj::object{{"direction", to_string(cfg.sync.direction)}, {"entities", std::move(entities)}};
+    // The circuit breaker as the daemon last saved it (every 5 s and on each change); closed
+    // when no daemon has run yet.
+    bj::object breaker{{"state", "closed"}};
+    if (auto it = s.cursors.find("breaker"); it != s.cursors.end()) {
+        boost::system::error_code ec;
+        auto v = bj::parse(it->second, ec);
+        if (!ec && v.is_object() && v.as_object().if_contains("state"))
+            breaker = std::move(v.as_object());
+    }
+    out["breaker"] = std::move(breaker);
     return out;
 }
 

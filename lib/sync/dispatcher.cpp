@@ -77,6 +77,7 @@ outcome outcome_from_error(const ghl::error& e, bool gone_is_done) {
         o.what = outcome::kind::retry;
         o.retry_after = e.retry_after;
         o.may_have_been_applied = e.may_have_been_applied();
+        o.held = e.kind == ghl::error_kind::never_sent && e.step == "breaker";
         break;
     case ghl::error_kind::auth:
     case ghl::error_kind::needs_reauth:
@@ -144,7 +145,8 @@ dispatcher_options dispatcher_options_from(const config& cfg) {
     dispatcher_options o;
     o.max_concurrency = cfg.ghl.max_concurrency;
     o.coalesce = std::chrono::milliseconds(cfg.sync.coalesce_ms);
-    o.retry = {cfg.retry.base_ms, cfg.retry.max_ms, cfg.retry.max_attempts};
+    o.retry = {cfg.retry.base_ms, cfg.retry.max_ms, cfg.retry.max_attempts,
+               cfg.retry.give_up_after};
     return o;
 }
 
@@ -217,6 +219,10 @@ void dispatcher::wake() {
     wake_.cancel();
 }
 
+bool dispatcher::held_by_breaker() const {
+    return ghl_.options.breaker && ghl_.options.breaker->state() != ghl::breaker_state::closed;
+}
+
 void dispatcher::stop() {
     stopping_ = true;
     wake_.cancel();
@@ -260,7 +266,10 @@ asio::awaitable<void> dispatcher::run() {
         const int free = opt_.max_concurrency - active_;
         std::vector<work_item> items;
         std::optional<sys_time> claimed_at; // when the claim looked, if it did
-        if (free > 0 && !paused_) {
+        // While the breaker is open nothing is claimed: rows keep their attempts and their
+        // order, and the breaker's state change (a probe GHL answered) wakes this loop.
+        const bool held = held_by_breaker();
+        if (free > 0 && !paused_ && !held) {
             try {
                 items = co_await db_.run([&](SQLite::Database& db) {
                     claimed_at = clock_.now();
@@ -280,7 +289,7 @@ asio::awaitable<void> dispatcher::run() {
         // Sleep until the next row is due, new work is committed, an item finishes, or the
         // poll interval passes (another process may have emitted events).
         auto wait = opt_.idle_poll;
-        if (!paused_ && active_ < opt_.max_concurrency) {
+        if (!paused_ && !held && active_ < opt_.max_concurrency) {
             try {
                 auto due = co_await db_.run(
                     [this](SQLite::Database& db) { return box(db).next_due(opt_.coalesce); });
@@ -315,6 +324,8 @@ asio::awaitable<void> dispatcher::run() {
 asio::awaitable<void> dispatcher::process(work_item item) {
     std::vector<audit_entry> audit;
     ghl::client_options copt = ghl_.options;
+    if (item.act == action::pull)
+        copt.lane = ghl::lane::pull; // webhook and per-contact pulls: the pull lane
     const std::int64_t outbox_id = item.first_row;
     const int attempt = item.attempts + 1;
     copt.observer = [&audit, outbox_id, attempt,

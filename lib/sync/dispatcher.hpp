@@ -74,8 +74,13 @@ public:
     /// stopped and every item in flight is recorded.
     boost::asio::awaitable<void> run();
 
-    /// New work was committed (intake): look now instead of at the next poll.
+    /// New work was committed (intake), or the circuit breaker changed state: look now instead
+    /// of at the next poll.
     void wake();
+
+    /// True while the circuit breaker (ghl_access::options.breaker) holds calls back: nothing
+    /// is claimed then, so no attempt is spent on an outage.
+    bool held_by_breaker() const;
 
     /// Claims nothing more; items in flight finish and are recorded.
     void stop();

@@ -72,7 +72,18 @@ struct row {
     int attempts;
     bool uncertain;
     std::string created_at;
+    /// Split from a merged call GHL refused (400/422): goes alone, so only the bad change
+    /// dead-letters. Marked by state pending with that 4xx as last_status (a 4xx otherwise
+    /// leaves a row dead, or 401 parks it).
+    bool solo = false;
 };
+
+/// A refusal of the request itself (not of credentials, rate or time): 4xx other than 401,
+/// 404, 408, 409 and 429.
+bool refusal(std::optional<int> status) {
+    return status && *status >= 400 && *status < 500 && *status != 401 && *status != 404 &&
+           *status != 408 && *status != 409 && *status != 429;
+}
 
 } // namespace
 
@@ -223,7 +234,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
     const std::string cutoff = format_iso8601(now - coalesce);
     SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
 
-    // Heads of line: the oldest open row of each entity, if due. Tasks and notes come only once
+    // Heads of line: the oldest open row of each entity, if due. Pushes before pulls (webhook
+    // and per-contact pulls): a bulk edit in GHL arriving as thousands of webhooks never queues
+    // Speak4's changes behind it; the rate limiter's pull lane bounds what pulls take. Tasks and notes come only once
     // their contact has a GHL id, or once it never will (no create of it is open).
     auto& heads = stmts_.get(R"(
         SELECT o.entity, o.entity_id FROM outbox o INDEXED BY outbox_state_id
@@ -240,7 +253,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
                   AND (c.ghl_id IS NOT NULL OR NOT EXISTS (
                         SELECT 1 FROM outbox q WHERE q.entity = 'contact' AND q.entity_id = c.id
                           AND q.op = 'create' AND q.state IN ('pending', 'inflight')))))
-        ORDER BY o.id LIMIT ?3)");
+        ORDER BY o.op = 'pull', o.id LIMIT ?3)");
     heads.bind(1, now_s);
     heads.bind(2, cutoff);
     heads.bind(3, max_items);
@@ -251,7 +264,7 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
 
     std::vector<work_item> items;
     auto& rows_q = stmts_.get(
-        "SELECT id, op, payload, attempts, uncertain, created_at FROM outbox "
+        "SELECT id, op, payload, attempts, uncertain, created_at, last_status FROM outbox "
         "WHERE entity = ? AND entity_id = ? AND state = 'pending' ORDER BY id LIMIT 1000");
     auto& mark =
         stmts_.get("UPDATE outbox SET state = ?, claimed_at = ?, updated_at = ?, last_error = ? "
@@ -262,10 +275,11 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         rows_q.bind(2, entity_id);
         std::vector<row> rows;
         while (rows_q.executeStep())
-            rows.push_back({rows_q.getColumn(0).getInt64(), rows_q.getColumn(1).getString(),
-                            parse_object(rows_q.getColumn(2).getString()),
-                            rows_q.getColumn(3).getInt(), rows_q.getColumn(4).getInt() != 0,
-                            rows_q.getColumn(5).getString()});
+            rows.push_back(
+                {rows_q.getColumn(0).getInt64(), rows_q.getColumn(1).getString(),
+                 parse_object(rows_q.getColumn(2).getString()), rows_q.getColumn(3).getInt(),
+                 rows_q.getColumn(4).getInt() != 0, rows_q.getColumn(5).getString(),
+                 !rows_q.getColumn(6).isNull() && refusal(rows_q.getColumn(6).getInt())});
         if (rows.empty())
             continue;
 
@@ -333,7 +347,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
             skip_call = !item.ctx.ghl_id && !uncertain_create;
         } else {
             const op_class cls = class_of(rows.front().op);
-            while (n < rows.size() && class_of(rows[n].op) == cls)
+            // Rows split from a refused merged call go one by one, and nothing joins them.
+            while (n < rows.size() && class_of(rows[n].op) == cls &&
+                   (n == 0 || (!rows.front().solo && !rows[n].solo)))
                 ++n;
             switch (cls) {
             case op_class::write:
@@ -517,19 +533,37 @@ void outbox_store::record(const work_item& item, const outcome& out,
     case outcome::kind::dead:
         state = "dead";
         error = out.error;
+        if (item.rows.size() > 1 && !out.gone && item.act != action::pull &&
+            item.act != action::remove && refusal(out.status)) {
+            // GHL refused a merged call: its changes are retried one by one (no attempt spent),
+            // so only the bad one becomes a dead letter.
+            state = "pending";
+            error = "refused as one call of " + std::to_string(item.rows.size()) +
+                    " merged rows; retried one by one: " + out.error;
+        }
         break;
-    case outcome::kind::retry:
+    case outcome::kind::retry: {
         uncertain = item.uncertain || out.may_have_been_applied;
         error = out.error;
-        if (attempts >= policy.max_attempts) {
+        state = "pending";
+        if (out.held) {
+            // The breaker held it back: nothing was sent, nothing is spent.
+            next = format_iso8601(now + out.retry_after.value_or(std::chrono::seconds(1)));
+            break;
+        }
+        const auto queued = parse_iso8601(item.first_created_at);
+        if (queued && now - *queued >= policy.give_up_after) {
             state = "dead";
-            error = "gave up after " + std::to_string(attempts) + " attempts: " + out.error;
+            error = "gave up after " + std::to_string(attempts) + " attempts over " +
+                    std::to_string(
+                        std::chrono::duration_cast<std::chrono::minutes>(now - *queued).count()) +
+                    " min (retry.give_up_after): " + out.error;
         } else {
-            state = "pending";
             next = format_iso8601(now +
                                   backoff_delay(policy, item.attempts, out.retry_after, uniform01));
         }
         break;
+    }
     case outcome::kind::wait_auth:
         state = "pending";
         error = out.error;
@@ -544,7 +578,10 @@ void outbox_store::record(const work_item& item, const outcome& out,
         u.reset();
         u.clearBindings();
         u.bind(1, state);
-        u.bind(2, out.what == outcome::kind::wait_auth ? item.attempts : attempts);
+        u.bind(2, out.what == outcome::kind::wait_auth || out.held ||
+                          (out.what == outcome::kind::dead && state == "pending")
+                      ? item.attempts
+                      : attempts);
         u.bind(3, next);
         if (error)
             u.bind(4, *error);

@@ -86,17 +86,26 @@ struct outcome {
     std::optional<int> status; ///< last HTTP status
     std::optional<std::chrono::milliseconds> retry_after;
     bool may_have_been_applied = false; ///< retry: the request may have reached GHL
-    bool gone = false;                  ///< dead/done because the record vanished remotely
+    /// retry: nothing was sent because the circuit breaker holds every request back (GHL is
+    /// down): no attempt is spent and the row is due again at `retry_after` (the next probe).
+    bool held = false;
+    bool gone = false; ///< dead/done because the record vanished remotely
     // Write-back on done:
     std::optional<std::string> ghl_id; ///< the entity's GHL id (create, or linked)
     std::optional<std::string> remote_updated_at;
     std::optional<boost::json::object> raw; ///< the record GHL returned
 };
 
+/// How transient failures are retried (DESIGN §9): never dead-lettered by count; a row whose
+/// calls keep failing transiently is retried with full-jitter backoff until `give_up_after`
+/// has passed since it was queued (its oldest covered row's created_at), then it is a dead
+/// letter. Rows held back by the circuit breaker spend no attempt and are never given up while
+/// held: the give-up is decided only on the outcome of a request GHL was sent.
 struct retry_policy {
     int base_ms = 500;
     int max_ms = 300000;
-    int max_attempts = 12;
+    int max_attempts = 12; ///< accepted for old configs; no longer decides anything
+    std::chrono::seconds give_up_after{std::chrono::hours(24)};
 };
 
 /// Full-jitter backoff: random(0, min(max_ms, base_ms * 2^attempt)), at least `retry_after`.

@@ -57,6 +57,44 @@ bool partial(const ghl::contact& c) {
            (has("emailLowerCase") && !has("email"));
 }
 
+/// A durable pull of one contact (outbox op='pull', run by the dispatcher through
+/// pull_contact) for a fetch a pass could not finish: the contact gets a stub row when the
+/// mirror has none (as a webhook's pull does). False when a pending pull already covers it.
+bool enqueue_pull(SQLite::Database& db, const std::string& ghl_id, const std::string& now) {
+    std::int64_t contact_id = 0;
+    {
+        SQLite::Statement q(db, "SELECT id FROM contacts WHERE ghl_id = ?");
+        q.bind(1, ghl_id);
+        if (q.executeStep())
+            contact_id = q.getColumn(0).getInt64();
+    }
+    if (contact_id == 0) {
+        SQLite::Statement ins(
+            db, "INSERT INTO contacts(ghl_id, created_at, updated_at) VALUES (?,?,?)");
+        ins.bind(1, ghl_id);
+        ins.bind(2, now);
+        ins.bind(3, now);
+        ins.exec();
+        contact_id = db.getLastInsertRowid();
+    } else {
+        SQLite::Statement q(db, "SELECT 1 FROM outbox WHERE op = 'pull' AND entity = 'contact' "
+                                "AND entity_id = ? AND state = 'pending' LIMIT 1");
+        q.bind(1, contact_id);
+        if (q.executeStep())
+            return false;
+    }
+    SQLite::Statement ins(
+        db, "INSERT INTO outbox(op, entity, entity_id, state, next_attempt_at, payload, "
+            "created_at, updated_at) VALUES ('pull', 'contact', ?, 'pending', ?, ?, ?, ?)");
+    ins.bind(1, contact_id);
+    ins.bind(2, now);
+    ins.bind(3, bj::serialize(bj::object{{"children", false}, {"reason", "pass_fetch_failed"}}));
+    ins.bind(4, now);
+    ins.bind(5, now);
+    ins.exec();
+    return true;
+}
+
 bj::object parse_cursor(const std::optional<std::string>& text) {
     if (!text)
         return {};
@@ -93,6 +131,8 @@ reconciler_options reconciler_options_from(const config& cfg) {
     o.mode = cfg.sync.list_mode;
     o.children = cfg.sync.fetch_children;
     o.entities = cfg.sync.entities;
+    // The incremental floor covers GHL's search index lag (sync.index_lag_seconds).
+    o.overlap = std::chrono::seconds(cfg.sync.index_lag_seconds);
     o.mirror.policy = cfg.sync.conflict;
     o.mirror.rules = cfg.rules;
     return o;
@@ -131,6 +171,15 @@ void reconciler::stop() {
     });
 }
 
+void reconciler::wake() {
+    wake_.cancel();
+    child_wake_.cancel();
+}
+
+bool reconciler::held_by_breaker() const {
+    return ghl_.options.breaker && ghl_.options.breaker->state() != ghl::breaker_state::closed;
+}
+
 void reconciler::trigger_full_resync() {
     asio::dispatch(ex_, [this] {
         full_requested_ = true;
@@ -144,6 +193,7 @@ mirror reconciler::make_mirror(SQLite::Database& db) const {
 
 std::unique_ptr<ghl::client> reconciler::make_client(std::shared_ptr<audit_sink> sink) {
     ghl::client_options copt = ghl_.options;
+    copt.lane = ghl::lane::pull; // passes, sweeps and child fetches never starve pushes
     copt.observer = [sink](const ghl::request_record& r) {
         sink->entries.push_back(audit_from_request(r));
     };
@@ -422,6 +472,12 @@ reconciler::start_page(bool legacy, const std::optional<std::string>& floor,
             req.start_after = start_after;
             req.start_after_id = start_after_id;
             auto r = co_await p->client->list_contacts(req);
+            for (int attempt = 0; !r; ++attempt) {
+                const bool again = co_await self->retry_page(r.error(), attempt);
+                if (!again)
+                    break;
+                r = co_await p->client->list_contacts(req);
+            }
             if (r) {
                 p->items = std::move(r->contacts);
                 p->more = r->more;
@@ -442,7 +498,13 @@ reconciler::start_page(bool legacy, const std::optional<std::string>& floor,
             if (floor)
                 req.filters.push_back(ghl::range_filter("dateUpdated", bj::value(*floor)));
             req.sort.push_back(ghl::sort_by("dateUpdated", true));
-            auto r = co_await p->client->search_contacts(std::move(req));
+            auto r = co_await p->client->search_contacts(req);
+            for (int attempt = 0; !r; ++attempt) {
+                const bool again = co_await self->retry_page(r.error(), attempt);
+                if (!again)
+                    break;
+                r = co_await p->client->search_contacts(req);
+            }
             if (r) {
                 p->items = std::move(r->contacts);
                 p->more = r->more;
@@ -469,6 +531,191 @@ asio::awaitable<void> reconciler::wait_page(page_fetch& p) {
         boost::system::error_code ec;
         co_await p.ready.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
+}
+
+asio::awaitable<ghl::result<ghl::contact>>
+reconciler::fetch_whole(ghl::client& c, const std::string& id, pull_report& report) {
+    // A transient failure of one fetch is retried here, a few times with full-jitter backoff
+    // (bounded), instead of failing the page; what still fails is deferred by the caller.
+    const retry_policy policy{static_cast<int>(opt_.fetch_retry_base.count()),
+                              static_cast<int>(opt_.fetch_retry_max.count()), 0};
+    for (int attempt = 0;; ++attempt) {
+        co_await yield_to_pushes();
+        auto r = co_await c.get_contact(id);
+        ++report.fetched;
+        if (r || !transient(r.error()) || r.error().step == "breaker" ||
+            attempt >= opt_.fetch_retries || stopping_)
+            co_return r;
+        if (r.error().retry_after && *r.error().retry_after > opt_.fetch_retry_max)
+            co_return r; // a long Retry-After: the durable queue waits for it, not the pass
+        ++report.fetch_retries;
+        co_await sleep_for(
+            backoff_delay(policy, attempt, r.error().retry_after, [this] { return uniform01(); }));
+    }
+}
+
+asio::awaitable<bool> reconciler::retry_page(const ghl::error& e, int attempt) {
+    if (!transient(e) || e.step == "breaker" || attempt >= opt_.fetch_retries || stopping_ ||
+        (e.retry_after && *e.retry_after > opt_.fetch_retry_max))
+        co_return false;
+    const retry_policy policy{static_cast<int>(opt_.fetch_retry_base.count()),
+                              static_cast<int>(opt_.fetch_retry_max.count()), 0};
+    co_await sleep_for(
+        backoff_delay(policy, attempt, e.retry_after, [this] { return uniform01(); }));
+    co_return true;
+}
+
+double reconciler::uniform01() {
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+}
+
+/// What a page's items come to, decided before its commit.
+struct reconciler::page_plan {
+    struct to_apply {
+        ghl::contact record;
+        bool changed = false; // dateUpdated moved on a contact we had
+        std::optional<prepared_contact> prepared;
+    };
+    std::vector<to_apply> apply;
+    std::vector<std::string> gone;
+    /// Fetches that still failed after the in-pass retries: durable pulls (outbox op='pull'),
+    /// so the page commits and the cursor moves on without skipping them.
+    std::vector<std::string> deferred;
+    std::vector<std::int64_t> tasks_only; // unchanged, but a full pass re-reads their tasks
+    std::vector<ghl::contact> business;
+    std::optional<std::string> last_updated;
+    std::optional<std::string> last_id;
+};
+
+asio::awaitable<std::optional<std::string>>
+reconciler::plan_page(page_fetch& page, bool full, std::set<std::string>& businesses_done,
+                      page_plan& plan, pull_report& report) {
+    const bool legacy = opt_.mode == list_mode::legacy;
+    std::vector<ghl::contact>& items = page.items;
+    report.listed += static_cast<long long>(items.size());
+
+    // One read transaction for the page (not one per lookup: each would take and release the
+    // WAL read lock).
+    const std::vector<std::optional<known_contact>> known =
+        co_await db_.run([&](SQLite::Database& db) {
+            SQLite::Transaction tx(db, SQLite::TransactionBehavior::DEFERRED);
+            mirror m = make_mirror(db);
+            std::vector<std::optional<known_contact>> out;
+            out.reserve(items.size());
+            for (const auto& c : items)
+                out.push_back(m.find_contact(c.id));
+            tx.commit();
+            return out;
+        });
+
+    // Which items to store as they are, fetch whole, or skip.
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        auto& c = items[i];
+        const auto& k = known[i];
+        if (auto u = updated_of(c))
+            plan.last_updated = u;
+        plan.last_id = c.id;
+        if (k && k->deleted) {
+            ++report.skipped;
+            continue;
+        }
+        const bool had = k && k->has_raw;
+        if (had && c.date_updated && k->remote_updated_at &&
+            *c.date_updated <= *k->remote_updated_at) {
+            ++report.unchanged;
+            if (full)
+                plan.tasks_only.push_back(k->id);
+            continue;
+        }
+        if (had && !c.date_updated && legacy) {
+            ++report.unchanged; // a listing without dateUpdated cannot tell; pull_contact can
+            continue;
+        }
+        if (!had && !partial(c)) {
+            plan.apply.push_back({std::move(c), false, std::move(page.prepared[i])});
+            continue;
+        }
+        auto whole = co_await fetch_whole(*page.client, c.id, report);
+        if (whole) {
+            plan.apply.push_back({std::move(*whole), had, std::nullopt});
+        } else if (whole.error().kind == ghl::error_kind::not_found) {
+            plan.gone.push_back(c.id);
+        } else if (transient(whole.error())) {
+            plan.deferred.push_back(c.id);
+        } else {
+            co_return whole.error().what();
+        }
+    }
+
+    if (opt_.mirror.rules.business_contacts) {
+        for (const auto& a : plan.apply) {
+            const auto& b = a.record.business_id;
+            if (!b || b->empty() || !businesses_done.insert(*b).second)
+                continue;
+            std::string err;
+            if (!co_await fetch_business(*page.client, *b, plan.business, err))
+                co_return err;
+        }
+    }
+    co_return std::nullopt;
+}
+
+pull_report reconciler::commit_page(SQLite::Database& db, page_plan& plan, const page_commit& pc) {
+    SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
+    mirror m = make_mirror(db);
+    m.set_fetched_at(pc.fetched_at);
+    pull_report t;
+    for (auto& a : plan.apply) {
+        const contact_result r = a.prepared ? m.apply_contact(a.record, std::move(*a.prepared))
+                                            : m.apply_contact(a.record);
+        if (r.skipped) {
+            ++t.skipped;
+            continue;
+        }
+        t.created += r.created ? 1 : 0;
+        t.updated += !r.created && r.changed ? 1 : 0;
+        t.unchanged += !r.created && !r.changed ? 1 : 0;
+        t.conflicts += r.conflicts;
+        t.invalid_fields += r.invalid_fields;
+        const bool changed = r.created || a.changed;
+        // Children follow (DESIGN §6): "all" for every new or changed contact; on_demand for
+        // contacts that change after the initial import.
+        const bool queue =
+            opt_.children == fetch_children::all ? changed : (changed && !pc.initial);
+        if (queue) {
+            m.enqueue_children(r.id, true, pc.initial ? "initial" : pc.full ? "resync" : "changed");
+            ++t.children_queued;
+        }
+    }
+    if (opt_.children == fetch_children::all)
+        for (const auto id : plan.tasks_only) {
+            m.enqueue_children(id, false, "resync");
+            ++t.children_queued;
+        }
+    for (const auto& g : plan.gone)
+        t.deleted += m.mark_contact_deleted(g) ? 1 : 0;
+    for (const auto& id : plan.deferred)
+        t.deferred += enqueue_pull(db, id, m.now_text()) ? 1 : 0;
+    for (const auto& b : plan.business) {
+        const contact_result r = m.apply_contact(b);
+        t.business += r.skipped ? 0 : 1;
+        t.conflicts += r.conflicts;
+    }
+    m.write_audit(pc.audit);
+    m.set_cursor(pc.cursor_name, bj::serialize(pc.next_cursor));
+    if (pc.complete) {
+        m.set_cursor("last_pull_at", m.now_text());
+        if (pc.full)
+            m.erase_cursor(resync_cursor);
+        // An initial import listed everything there is: nothing to sweep yet.
+        if (pc.initial && !pc.sweep_cursor_exists)
+            m.set_cursor(sweep_cursor, bj::serialize(bj::object{{"complete", true},
+                                                                {"last_sweep_at", m.now_text()}}));
+    }
+    if (fail_point)
+        fail_point("page", pc.page_no);
+    tx.commit();
+    return t;
 }
 
 asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report) {
@@ -515,40 +762,34 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         start_after = json::get_int(cur, "start_after");
         start_after_id = json::get_string(cur, "start_after_id");
     } else if (!full && last_updated) {
+        // Re-read the index lag before the cursor: GHL's search index shows changes late and
+        // out of order. Unchanged contacts in the overlap are skipped by dateUpdated, so it
+        // costs search pages only.
         if (auto t = parse_iso8601(*last_updated))
             floor = format_iso8601(*t - opt_.overlap);
     }
 
     std::set<std::string> businesses_done;
-    // Page n+1 is requested as soon as page n has arrived (it needs only the cursor page n ends
-    // at), so the listing is read while the previous page is checked and written. Pages are
-    // still applied and committed strictly in order, each with its own cursor.
+    // The page pipeline: page n+1 is requested as soon as page n has arrived (it needs only the
+    // cursor page n ends at), so the listing is read while the previous page is checked and
+    // written. Pages are still decided and committed strictly in order, each with its cursor.
     co_await yield_to_pushes();
     std::shared_ptr<page_fetch> page =
         start_page(legacy, floor, search_after, start_after, start_after_id);
     for (long long page_no = 1; !stopping_; ++page_no) {
         co_await wait_page(*page);
-        const std::shared_ptr<audit_sink> sink = page->sink;
-        ghl::client* const client = page->client.get();
-        const sys_time page_fetched_at = page->fetched_at;
         if (page->error) {
-            co_await write_audit_only(sink);
+            co_await write_audit_only(page->sink);
             report.ok = false;
             report.error = *page->error;
             co_return;
         }
-        std::vector<ghl::contact> items = std::move(page->items);
-        std::vector<std::optional<prepared_contact>> prepared = std::move(page->prepared);
         const bool more = page->more;
-        const bj::array next_search_after = page->next_search_after;
-        const std::optional<long long> next_start_after = page->next_start_after;
-        const std::optional<std::string> next_start_after_id = page->next_start_after_id;
-
         std::shared_ptr<page_fetch> next;
         if (more) {
             co_await yield_to_pushes();
-            next =
-                start_page(legacy, floor, next_search_after, next_start_after, next_start_after_id);
+            next = start_page(legacy, floor, page->next_search_after, page->next_start_after,
+                              page->next_start_after_id);
         }
         // Leaving early: the page requested ahead is waited for and its request audited.
         auto abandon_next = [&]() -> asio::awaitable<void> {
@@ -557,188 +798,65 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
                 co_await write_audit_only(next->sink);
             }
         };
+
+        // Per-page decisions (and the fetches they need).
+        page_plan plan;
+        std::optional<std::string> stop_reason;
         std::exception_ptr failed;
-
-        report.listed += static_cast<long long>(items.size());
-
-        // Which items to store as they are, fetch whole, or skip.
-        std::vector<std::optional<known_contact>> known;
         try {
-            known = co_await db_.run([&](SQLite::Database& db) {
-                // One read transaction for the page (not one per lookup: each would take and
-                // release the WAL read lock).
-                SQLite::Transaction tx(db, SQLite::TransactionBehavior::DEFERRED);
-                mirror m = make_mirror(db);
-                std::vector<std::optional<known_contact>> out;
-                out.reserve(items.size());
-                for (const auto& c : items)
-                    out.push_back(m.find_contact(c.id));
-                tx.commit();
-                return out;
-            });
+            stop_reason = co_await plan_page(*page, full, businesses_done, plan, report);
         } catch (...) {
             failed = std::current_exception();
         }
-        if (failed) {
+        if (failed || stop_reason) {
+            co_await write_audit_only(page->sink);
             co_await abandon_next();
-            std::rethrow_exception(failed);
-        }
-        struct to_apply {
-            ghl::contact record;
-            bool changed = false; // dateUpdated moved on a contact we had
-            std::optional<prepared_contact> prepared;
-        };
-        std::vector<to_apply> apply;
-        std::vector<std::string> gone;
-        std::vector<std::int64_t> tasks_only; // unchanged, but a full pass re-reads their tasks
-        std::optional<std::string> page_last_updated;
-        std::optional<std::string> page_last_id;
-        for (std::size_t i = 0; i < items.size(); ++i) {
-            auto& c = items[i];
-            const auto& k = known[i];
-            if (auto u = updated_of(c))
-                page_last_updated = u;
-            page_last_id = c.id;
-            if (k && k->deleted) {
-                ++report.skipped;
-                continue;
-            }
-            const bool had = k && k->has_raw;
-            if (had && c.date_updated && k->remote_updated_at &&
-                *c.date_updated <= *k->remote_updated_at) {
-                ++report.unchanged;
-                if (full)
-                    tasks_only.push_back(k->id);
-                continue;
-            }
-            if (had && !c.date_updated && legacy) {
-                ++report.unchanged; // a listing without dateUpdated cannot tell; pull_contact can
-                continue;
-            }
-            if (had || partial(c)) {
-                co_await yield_to_pushes();
-                auto whole = co_await client->get_contact(c.id);
-                ++report.fetched;
-                if (!whole) {
-                    if (whole.error().kind == ghl::error_kind::not_found) {
-                        gone.push_back(c.id);
-                        continue;
-                    }
-                    co_await write_audit_only(sink);
-                    co_await abandon_next();
-                    report.ok = false;
-                    report.error = whole.error().what();
-                    co_return;
-                }
-                apply.push_back({std::move(*whole), had, std::nullopt});
-            } else {
-                apply.push_back({std::move(c), false, std::move(prepared[i])});
-            }
+            if (failed)
+                std::rethrow_exception(failed);
+            report.ok = false;
+            report.error = *stop_reason;
+            co_return;
         }
 
-        std::vector<ghl::contact> business;
-        if (opt_.mirror.rules.business_contacts) {
-            for (const auto& a : apply) {
-                const auto& b = a.record.business_id;
-                if (!b || b->empty() || !businesses_done.insert(*b).second)
-                    continue;
-                std::string err;
-                if (!co_await fetch_business(*client, *b, business, err)) {
-                    co_await write_audit_only(sink);
-                    co_await abandon_next();
-                    report.ok = false;
-                    report.error = err;
-                    co_return;
-                }
-            }
-        }
-
-        // The page, its audit rows and the cursor: one transaction.
+        // The commit: the page, its audit rows and the cursor in one transaction.
         bj::object next_cursor;
         if (legacy) {
             next_cursor["complete"] = !more;
             if (more) {
-                next_cursor["start_after"] =
-                    next_start_after ? bj::value(*next_start_after) : bj::value(nullptr);
-                next_cursor["start_after_id"] =
-                    next_start_after_id ? bj::value(*next_start_after_id) : bj::value(nullptr);
+                next_cursor["start_after"] = page->next_start_after
+                                                 ? bj::value(*page->next_start_after)
+                                                 : bj::value(nullptr);
+                next_cursor["start_after_id"] = page->next_start_after_id
+                                                    ? bj::value(*page->next_start_after_id)
+                                                    : bj::value(nullptr);
             }
         } else {
-            if (page_last_updated) {
-                last_updated = page_last_updated;
-                last_id = page_last_id;
+            if (plan.last_updated) {
+                last_updated = plan.last_updated;
+                last_id = plan.last_id;
             }
             next_cursor["floor"] = floor ? bj::value(*floor) : bj::value(nullptr);
-            next_cursor["search_after"] = more ? bj::value(next_search_after) : bj::value(nullptr);
+            next_cursor["search_after"] =
+                more ? bj::value(page->next_search_after) : bj::value(nullptr);
             next_cursor["last_updated"] =
                 last_updated ? bj::value(*last_updated) : bj::value(nullptr);
             next_cursor["last_id"] = last_id ? bj::value(*last_id) : bj::value(nullptr);
             next_cursor["complete"] = !more;
         }
         next_cursor["full"] = full;
-        const bool initial = report.initial;
+        const page_commit pc{cursor_name,
+                             std::move(next_cursor),
+                             page->sink->entries,
+                             page->fetched_at,
+                             report.initial,
+                             full,
+                             !more,
+                             st.sweep_cursor,
+                             page_no};
         pull_report tally;
         try {
-            tally = co_await db_.run([&](SQLite::Database& db) {
-                SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
-                mirror m = make_mirror(db);
-                m.set_fetched_at(page_fetched_at);
-                pull_report t;
-                for (auto& a : apply) {
-                    const contact_result r = a.prepared
-                                                 ? m.apply_contact(a.record, std::move(*a.prepared))
-                                                 : m.apply_contact(a.record);
-                    if (r.skipped) {
-                        ++t.skipped;
-                        continue;
-                    }
-                    t.created += r.created ? 1 : 0;
-                    t.updated += !r.created && r.changed ? 1 : 0;
-                    t.unchanged += !r.created && !r.changed ? 1 : 0;
-                    t.conflicts += r.conflicts;
-                    t.invalid_fields += r.invalid_fields;
-                    const bool changed = r.created || a.changed;
-                    // Children follow (DESIGN §6): "all" for every new or changed contact;
-                    // on_demand for contacts that change after the initial import.
-                    const bool queue =
-                        opt_.children == fetch_children::all ? changed : (changed && !initial);
-                    if (queue) {
-                        m.enqueue_children(r.id, true,
-                                           initial ? "initial"
-                                           : full  ? "resync"
-                                                   : "changed");
-                        ++t.children_queued;
-                    }
-                }
-                if (opt_.children == fetch_children::all)
-                    for (const auto id : tasks_only) {
-                        m.enqueue_children(id, false, "resync");
-                        ++t.children_queued;
-                    }
-                for (const auto& g : gone)
-                    t.deleted += m.mark_contact_deleted(g) ? 1 : 0;
-                for (const auto& b : business) {
-                    const contact_result r = m.apply_contact(b);
-                    t.business += r.skipped ? 0 : 1;
-                    t.conflicts += r.conflicts;
-                }
-                m.write_audit(sink->entries);
-                m.set_cursor(cursor_name, bj::serialize(next_cursor));
-                if (!more) {
-                    m.set_cursor("last_pull_at", m.now_text());
-                    if (full)
-                        m.erase_cursor(resync_cursor);
-                    // An initial import listed everything there is: nothing to sweep yet.
-                    if (initial && !st.sweep_cursor)
-                        m.set_cursor(sweep_cursor,
-                                     bj::serialize(bj::object{{"complete", true},
-                                                              {"last_sweep_at", m.now_text()}}));
-                }
-                if (fail_point)
-                    fail_point("page", page_no);
-                tx.commit();
-                return t;
-            });
+            tally =
+                co_await db_.run([&](SQLite::Database& db) { return commit_page(db, plan, pc); });
         } catch (...) {
             failed = std::current_exception();
         }
@@ -755,9 +873,12 @@ asio::awaitable<void> reconciler::pass(bool full_requested, pull_report& report)
         report.invalid_fields += tally.invalid_fields;
         report.children_queued += tally.children_queued;
         report.deleted += tally.deleted;
+        report.deferred += tally.deferred;
         report.business += tally.business;
         if (tally.children_queued > 0)
             child_wake_.cancel(); // the background worker has work now
+        if (tally.deferred > 0 && on_deferred)
+            on_deferred(); // the dispatcher runs the durable pulls
 
         if (!more) {
             report.complete = true;
@@ -967,7 +1088,7 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
 
 asio::awaitable<int> reconciler::drain_child_queue(int max_jobs) {
     int attempted = 0;
-    while (attempted < max_jobs && !stopping_) {
+    while (attempted < max_jobs && !stopping_ && !held_by_breaker()) {
         if (ghl_.limiter) {
             // Children are a nicety: when the day's budget runs low they wait for tomorrow's.
             const auto st =
@@ -1129,6 +1250,14 @@ asio::awaitable<void> reconciler::child_worker() {
 asio::awaitable<void> reconciler::run() {
     asio::co_spawn(ex_, child_worker(), asio::detached);
     while (!stopping_) {
+        if (held_by_breaker()) {
+            // GHL looks down: no pass (its requests would only be refused); the breaker's
+            // closing wakes this loop.
+            wake_.expires_after(opt_.poll_interval);
+            boost::system::error_code ec;
+            co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            continue;
+        }
         const pull_report r = co_await incremental_pull();
 
         bool do_sweep = false;

@@ -79,8 +79,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <random>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace speak4::sync {
 
@@ -89,14 +92,23 @@ struct reconciler_options {
     int full_sweep_hours = 24; ///< 0: never sweep
     speak4::list_mode mode = list_mode::search;
     speak4::fetch_children children = fetch_children::all;
-    entity_set entities; ///< sync.entities: children not listed are never fetched
-    mirror_options mirror;                   ///< conflict policy and [rules]
-    std::chrono::milliseconds overlap{2000}; ///< re-read this much before the cursor
-    int search_page = 500;                   ///< pageLimit (GHL's maximum)
-    int legacy_page = 100;                   ///< limit of GET /contacts/ (GHL's maximum)
+    entity_set entities;   ///< sync.entities: children not listed are never fetched
+    mirror_options mirror; ///< conflict policy and [rules]
+    /// Re-read this much before the cursor (sync.index_lag_seconds): GHL's search index shows
+    /// changes late and out of order.
+    std::chrono::milliseconds overlap{std::chrono::seconds(300)};
+    int search_page = 500; ///< pageLimit (GHL's maximum)
+    int legacy_page = 100; ///< limit of GET /contacts/ (GHL's maximum)
     int business_page = 100;
     int push_reserve_percent = 20; ///< pulls wait while the budget is below this
     int max_child_attempts = 8;    ///< then a queued child fetch is dropped
+    /// A transient failure of one fetch in a pass (GET /contacts/:id, a listing page) is
+    /// retried this many times inside the pass, with full-jitter backoff from `fetch_retry_base`
+    /// capped at `fetch_retry_max`; a contact whose fetch still fails becomes a durable pull
+    /// (outbox op='pull') and the page commits without it.
+    int fetch_retries = 3;
+    std::chrono::milliseconds fetch_retry_base{200};
+    std::chrono::milliseconds fetch_retry_max{2000};
     std::chrono::milliseconds child_idle_poll{std::chrono::seconds(1)};
     std::chrono::milliseconds sweep_margin{std::chrono::minutes(1)};
 };
@@ -116,9 +128,11 @@ struct pull_report {
     long long created = 0;
     long long updated = 0;
     long long unchanged = 0;
-    long long deleted = 0; ///< gone when fetched whole
-    long long skipped = 0; ///< deleted in the mirror
-    long long fetched = 0; ///< GET /contacts/:id calls
+    long long deleted = 0;       ///< gone when fetched whole
+    long long skipped = 0;       ///< deleted in the mirror
+    long long fetched = 0;       ///< GET /contacts/:id calls
+    long long fetch_retries = 0; ///< of those, retries after a transient failure
+    long long deferred = 0;      ///< contacts left to a durable pull (their fetch kept failing)
     long long conflicts = 0;
     long long invalid_fields = 0;
     long long children_queued = 0;
@@ -173,6 +187,10 @@ public:
     /// Ends run() (thread-safe).
     void stop();
 
+    /// Looks again now (the circuit breaker closed): the pass and the child worker resume
+    /// without waiting for their next poll. Call on `ex`.
+    void wake();
+
     /// Makes the next pass a full one (then a delete sweep); wakes the loop (thread-safe).
     void trigger_full_resync();
 
@@ -181,10 +199,27 @@ public:
     /// the call). Throwing aborts that commit as a crash would.
     std::function<void(std::string_view point, long long page)> fail_point;
 
+    /// Called (on `ex`) after a page committed durable pulls (deferred fetches): the daemon
+    /// wakes its dispatcher, which runs them.
+    std::function<void()> on_deferred;
+
 private:
     struct audit_sink;
     struct job;
     struct page_fetch;
+    struct page_plan;
+    /// What a page's commit writes besides its plan.
+    struct page_commit {
+        const char* cursor_name;
+        boost::json::object next_cursor;
+        const std::vector<audit_entry>& audit;
+        sys_time fetched_at;
+        bool initial = false;
+        bool full = false;
+        bool complete = false; ///< the last page of the listing
+        bool sweep_cursor_exists = false;
+        long long page_no = 0;
+    };
 
     std::unique_ptr<ghl::client> make_client(std::shared_ptr<audit_sink> sink);
     boost::asio::awaitable<void> yield_to_pushes();
@@ -196,12 +231,28 @@ private:
                                            std::optional<long long> start_after,
                                            const std::optional<std::string>& start_after_id);
     boost::asio::awaitable<void> wait_page(page_fetch& p);
+    /// Per-page decisions: which items are stored as listed, fetched whole (with in-pass
+    /// retries), skipped, gone or deferred. nullopt, or why the pass stops at this page.
+    boost::asio::awaitable<std::optional<std::string>>
+    plan_page(page_fetch& page, bool full, std::set<std::string>& businesses_done, page_plan& plan,
+              pull_report& report);
+    /// The page, its audit rows and the cursor in one transaction (database thread).
+    pull_report commit_page(SQLite::Database& db, page_plan& plan, const page_commit& pc);
+    /// GET /contacts/:id, transient failures retried a few times (fetch_retries).
+    boost::asio::awaitable<ghl::result<ghl::contact>>
+    fetch_whole(ghl::client& c, const std::string& id, pull_report& report);
+    /// A listing page failed: true after waiting to retry it (transient, within fetch_retries).
+    boost::asio::awaitable<bool> retry_page(const ghl::error& e, int attempt);
+    double uniform01();
     boost::asio::awaitable<bool> fetch_business(ghl::client& c, const std::string& business_id,
                                                 std::vector<ghl::contact>& out, std::string& error);
     boost::asio::awaitable<void> child_worker();
     boost::asio::awaitable<bool> run_child_job(const job& j);
     boost::asio::awaitable<void> write_audit_only(std::shared_ptr<audit_sink> sink);
     bool sweep_due(const std::optional<std::string>& cursor) const;
+    /// The circuit breaker holds calls back (GHL looks down): passes, sweeps and child fetches
+    /// wait instead of spending requests and attempts.
+    bool held_by_breaker() const;
     mirror make_mirror(SQLite::Database& db) const;
 
     boost::asio::any_io_executor ex_;
@@ -216,6 +267,7 @@ private:
     bool pass_running_ = false;
     bool sweep_running_ = false;
     int workers_ = 0;
+    std::mt19937_64 rng_{std::random_device{}()};
 };
 
 } // namespace speak4::sync

@@ -653,7 +653,9 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     add_people(target_events);
     const int batches = static_cast<int>(std::clamp<std::size_t>(total_events / 400, 4, 12));
 
-    write_config("[rate_limit]\nburst = 100000\nwindow_seconds = 1\n");
+    // GHL's rate limit on, the daemon configured to match: no 429 may be caused, kills included.
+    sim_->set_rate_limits(true, 300, 1000, 100000000);
+    write_config("[rate_limit]\nburst = 300\nwindow_seconds = 1\n");
     speak4::sim::fault_config f;
     f.error_rate = 0.04;
     f.error_statuses = {429, 500, 503};
@@ -762,6 +764,8 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     // GHL: every surviving contact exactly once with all its effects; nothing of the refused
     // or deleted ones.
     const auto s = sim_->get_stats();
+    EXPECT_EQ(s.rate_limited, 0) << "429s the daemon caused (injected ones: " << s.injected_429
+                                 << ")";
     for (const auto& [key, n] : s.creates_by_key)
         EXPECT_EQ(n, 1) << key << " was created " << n << " times";
     const bj::value state = sim_->state();

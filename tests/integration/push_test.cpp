@@ -330,3 +330,24 @@ TEST_F(push_test, a_mixed_workload_converges_exactly_once_under_faults) {
     EXPECT_EQ(count("SELECT COUNT(DISTINCT ghl_id) FROM contacts"), contacts);
     EXPECT_GT(st.retried, 0);
 }
+
+// Issue 12, "Coalescing without collateral damage": three updates merged into one PUT that GHL
+// refuses (422, for one change's value) are retried one by one: only the bad change is a dead
+// letter, the others reach GHL in order.
+TEST_F(push_test, a_refused_merged_call_is_split_and_only_the_bad_change_dies) {
+    const std::string id = sim_->seed_contact({{"firstName", "Bo"}});
+    for (const char* ev : {R"("firstName":"Ann","lastName":"Kept")", R"("lastName":"REJECT-ME")",
+                           R"("firstName":"Cy")"})
+        emit(R"({"type":"contact.updated","contact":{"ghl_id":")" + id + R"(",)" + ev + "}}");
+    sim::fault_config f;
+    f.reject_body_containing = "REJECT-ME";
+    sim_->set_faults(f);
+    drain();
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'done'"), 2);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 1);
+    EXPECT_NE(text("SELECT payload FROM outbox WHERE state = 'dead'").find("REJECT-ME"),
+              std::string::npos);
+    const auto c = sim_contact(*sim_, id);
+    EXPECT_EQ(c.at("firstName").as_string(), "Cy");
+    EXPECT_EQ(c.at("lastName").as_string(), "Kept");
+}

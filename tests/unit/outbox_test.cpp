@@ -170,7 +170,9 @@ TEST_F(outbox_test, a_task_whose_contact_create_died_is_dead_lettered_with_the_r
     EXPECT_EQ(count("SELECT last_status FROM outbox WHERE entity = 'contact'"), 422);
 }
 
-TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
+TEST_F(outbox_test, transient_failures_retry_past_any_count_until_give_up_after) {
+    // DESIGN §9: never dead-lettered by count; only retry.give_up_after after it was queued.
+    policy_.give_up_after = std::chrono::hours(1);
     emit(
         R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
     sync::outcome busy;
@@ -190,12 +192,41 @@ TEST_F(outbox_test, retries_back_off_then_die_after_max_attempts) {
         clock_.advance(wait);
     }
     EXPECT_EQ(count("SELECT uncertain FROM outbox"), 1);
+    // Far more attempts than max_attempts (4 here): still pending while within the hour.
+    for (int attempt = 3; attempt < 40; ++attempt) {
+        clock_.advance(std::chrono::milliseconds(policy_.max_ms));
+        auto items = claim();
+        ASSERT_EQ(items.size(), 1u) << attempt;
+        finish(items[0], busy, 0.99);
+        ASSERT_EQ(text("SELECT state FROM outbox"), "pending") << attempt;
+    }
+    EXPECT_EQ(count("SELECT attempts FROM outbox"), 40);
+    clock_.advance(std::chrono::hours(1));
     auto last = claim();
     ASSERT_EQ(last.size(), 1u);
     finish(last[0], busy);
     EXPECT_EQ(text("SELECT state FROM outbox"), "dead");
-    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 4 attempts"),
+    EXPECT_NE(text("SELECT last_error FROM outbox").find("gave up after 41 attempts"),
               std::string::npos);
+    EXPECT_NE(text("SELECT last_error FROM outbox").find("retry.give_up_after"), std::string::npos);
+}
+
+TEST_F(outbox_test, a_row_the_breaker_held_back_spends_no_attempt_and_is_never_given_up) {
+    policy_.give_up_after = std::chrono::minutes(1);
+    emit(
+        R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001","firstName":"A"}})");
+    sync::outcome held;
+    held.what = sync::outcome::kind::retry;
+    held.error = "PUT /contacts/:contactId: circuit breaker open (GHL looks down)";
+    held.held = true;
+    held.retry_after = 7s;
+    clock_.advance(std::chrono::hours(2)); // far past give_up_after
+    auto items = claim();
+    ASSERT_EQ(items.size(), 1u);
+    finish(items[0], held);
+    EXPECT_EQ(text("SELECT state FROM outbox"), "pending");
+    EXPECT_EQ(count("SELECT attempts FROM outbox"), 0);
+    EXPECT_EQ(text("SELECT next_attempt_at FROM outbox"), format_iso8601(clock_.now() + 7s));
 }
 
 TEST_F(outbox_test, retry_after_is_honoured) {
@@ -408,4 +439,39 @@ TEST_F(outbox_test, prune_removes_old_audit_rows_and_finished_work_only) {
               2); // one audit row, one done row
     EXPECT_EQ(count("SELECT COUNT(*) FROM audit_log"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'inflight'"), 1); // in flight: kept
+}
+
+// Issue 12, "Coalescing without collateral damage": a merged call GHL refuses (422) is retried
+// one change at a time, so only the bad change becomes a dead letter.
+TEST_F(outbox_test, a_refused_merged_call_is_split_and_only_the_bad_change_dies) {
+    for (const char* name : {"A", "Bad", "C"})
+        emit(std::string(
+                 R"({"type":"contact.updated","contact":{"ghl_id":"ghlContact0000000001",)") +
+             R"("lastName":"L","firstName":")" + name + R"("}})");
+    auto items = claim();
+    ASSERT_EQ(items.size(), 1u);
+    ASSERT_EQ(items[0].rows.size(), 3u); // coalesced
+    sync::outcome refused;
+    refused.what = sync::outcome::kind::dead;
+    refused.status = 422;
+    refused.error = "PUT /contacts/:contactId: 422 firstName Bad";
+    finish(items[0], refused);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts = 0"), 3);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
+    // One by one now.
+    std::vector<std::string> outcome_of = {"done", "dead", "done"};
+    for (int i = 0; i < 3; ++i) {
+        auto one = claim();
+        ASSERT_EQ(one.size(), 1u) << i;
+        ASSERT_EQ(one[0].rows.size(), 1u) << i;
+        EXPECT_EQ(one[0].rows[0], items[0].rows[static_cast<std::size_t>(i)]);
+        if (outcome_of[static_cast<std::size_t>(i)] == "done")
+            finish(one[0], done());
+        else
+            finish(one[0], refused);
+    }
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'done'"), 2);
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = " + std::to_string(items[0].rows[1])),
+              "dead");
+    EXPECT_TRUE(claim().empty());
 }

@@ -227,3 +227,32 @@ TEST(store, retry_and_drop_touch_only_their_rows) {
     EXPECT_EQ(s.queue.dead, 0);
     EXPECT_EQ(store::list_outbox(*db, std::string("pending"), 10).size(), 2u);
 }
+
+// DESIGN §9: a revived dead row never overwrites a newer value.
+TEST(store, revived_dead_rows_lose_what_newer_rows_already_sent) {
+    temp_dir dir;
+    auto db = store::open_database({dir / "s.db"});
+    store::migrate(*db);
+    db->exec("INSERT INTO outbox(op, entity, entity_id, state, next_attempt_at, created_at, "
+             "updated_at, last_error, payload) VALUES "
+             "('update','contact',1,'dead','t','t','t','422','{\"set\":{\"firstName\":\"Old\","
+             "\"lastName\":\"Keep\"}}'),"
+             "('update','contact',1,'done','t','t','t',NULL,'{\"set\":{\"firstName\":\"New\"}}'),"
+             "('tag_add','contact',1,'dead','t','t','t','422','{\"tags\":[\"a\"]}'),"
+             "('tag_remove','contact',1,'done','t','t','t',NULL,'{\"tags\":[\"a\"]}'),"
+             "('update','contact',2,'dead','t','t','t','422','{\"set\":{\"firstName\":\"X\"}}'),"
+             "('update','contact',2,'done','t','t','t',NULL,'{\"set\":{\"firstName\":\"Y\"}}'),"
+             "('update','contact',3,'dead','t','t','t','422','{\"set\":{\"firstName\":\"Z\"}}')");
+    EXPECT_EQ(store::retry_dead(*db, "now"), 2); // rows 1 and 7; 3 and 5 superseded
+    auto text = [&](const std::string& sql) { return db->execAndGet(sql).getString(); };
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = 1"), "pending");
+    EXPECT_EQ(text("SELECT payload FROM outbox WHERE id = 1"), R"({"set":{"lastName":"Keep"}})");
+    EXPECT_NE(text("SELECT last_error FROM outbox WHERE id = 1").find("2"), std::string::npos);
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = 3"), "done");
+    EXPECT_NE(text("SELECT last_error FROM outbox WHERE id = 3").find("superseded"),
+              std::string::npos);
+    EXPECT_EQ(text("SELECT state FROM outbox WHERE id = 5"), "done");
+    EXPECT_EQ(text("SELECT state || payload FROM outbox WHERE id = 7"),
+              R"(pending{"set":{"firstName":"Z"}})");
+    EXPECT_EQ(store::read_status(*db).queue.dead, 0);
+}
