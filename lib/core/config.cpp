@@ -53,6 +53,10 @@ std::string_view to_string(list_mode m) {
     return "search";
 }
 
+std::string_view to_string(on_duplicate d) {
+    return d == on_duplicate::link ? "link" : "conflict";
+}
+
 std::string_view to_string(fetch_children f) {
     switch (f) {
     case fetch_children::all:
@@ -688,6 +692,8 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
         {{"search", list_mode::search}, {"legacy", list_mode::legacy}}};
     static constexpr std::array<std::pair<std::string_view, fetch_children>, 2> fetch_names{
         {{"all", fetch_children::all}, {"on_demand", fetch_children::on_demand}}};
+    static constexpr std::array<std::pair<std::string_view, on_duplicate>, 2> duplicate_names{
+        {{"conflict", on_duplicate::conflict}, {"link", on_duplicate::link}}};
     read_section(
         r, t, "sync",
         {
@@ -714,6 +720,10 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
             {"fetch_children",
              [&](const toml::node& n, const std::string& k) {
                  r.set_enum(c.fetch_children, n, k, fetch_names);
+             }},
+            {"on_duplicate",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_enum(c.on_duplicate, n, k, duplicate_names);
              }},
             {"audit_retention_days",
              [&](const toml::node& n, const std::string& k) {

@@ -32,11 +32,15 @@ enum class auth_mode { private_token, oauth };
 enum class conflict_policy { remote_wins, local_wins, newest_wins };
 enum class list_mode { search, legacy };
 enum class fetch_children { all, on_demand };
+/// sync.on_duplicate: a contact.created GHL calls a duplicate of a contact already linked to
+/// another Speak4 id is a dead letter plus a conflicts row (conflict) or linked to it (link).
+enum class on_duplicate { conflict, link };
 
 std::string_view to_string(auth_mode);
 std::string_view to_string(conflict_policy);
 std::string_view to_string(list_mode);
 std::string_view to_string(fetch_children);
+std::string_view to_string(on_duplicate);
 
 struct database_config {
     std::filesystem::path path = "/var/lib/speak4-sync/speak4-sync.db";
@@ -105,6 +109,7 @@ struct sync_config {
     int index_lag_seconds = 300;
     speak4::list_mode list_mode = list_mode::search;
     speak4::fetch_children fetch_children = fetch_children::all;
+    speak4::on_duplicate on_duplicate = on_duplicate::conflict;
     int audit_retention_days = 30;
 
     bool operator==(const sync_config&) const = default;

@@ -973,3 +973,79 @@ TEST_F(daemon_test, secrets_never_reach_logs_audit_rows_or_the_database) {
         count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%Bearer%' OR path LIKE '%Bearer%'"),
         0);
 }
+
+// DESIGN §9: a lead.created matching a Speak4 contact already in GHL links the two Speak4 ids to
+// the one GHL contact; events for either land on it, and its tasks and notes stay.
+TEST_F(daemon_test, a_lead_matching_a_contact_in_ghl_links_and_both_ids_keep_working) {
+    auto d = start_daemon();
+    ASSERT_TRUE(
+        wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos; }, 20000));
+    ASSERT_EQ(cli({"emit", "-"}, contact_event(42)).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM tasks WHERE ghl_id IS NOT NULL") == 1;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    const std::string lead =
+        R"({"type":"lead.created","event_id":"lead-7","contact":{"speak4_id":"s4-lead-7",)"
+        R"("email":"p42@example.com","phone":"+15550004242"}})"
+        "\n";
+    ASSERT_EQ(cli({"emit", "-"}, lead).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM changes WHERE kind = 'linked'") == 1;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    // One GHL contact; both ids resolve to the row holding it; nothing carrying an id deleted.
+    ASSERT_EQ(sim_->state().at("contacts").as_array().size(), 1u);
+    const std::string gid(sim_->state().at("contacts").at(0).at("id").as_string());
+    EXPECT_EQ(count("SELECT COUNT(DISTINCT contact_id) FROM contact_aliases WHERE speak4_id IN "
+                    "('s4-42', 's4-lead-7')"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts c JOIN contact_aliases a ON a.contact_id = c.id "
+                    "WHERE a.speak4_id = 's4-lead-7' AND c.ghl_id = '" +
+                    gid + "' AND c.deleted = 0"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE speak4_id = 's4-lead-7'"), 1);
+    // Events for both Speak4 ids are accepted (exit 0) and land on the one GHL contact.
+    const std::string updates =
+        R"({"type":"contact.updated","event_id":"u-a","contact":{"speak4_id":"s4-42","firstName":"Ada"}})"
+        "\n"
+        R"({"type":"contact.updated","event_id":"u-b","contact":{"speak4_id":"s4-lead-7","lastName":"Lead"}})"
+        "\n"
+        R"({"type":"task.created","event_id":"t-b","contact":{"speak4_id":"s4-lead-7"},"task":{"speak4_id":"t-lead","title":"Call the lead","dueDate":"2026-12-04T15:00:00Z"}})"
+        "\n";
+    ASSERT_EQ(cli({"emit", "-"}, updates).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM tasks WHERE ghl_id IS NOT NULL") == 2;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    const auto state = sim_->state();
+    ASSERT_EQ(state.at("contacts").as_array().size(), 1u);
+    const auto& c = state.at("contacts").at(0).as_object();
+    EXPECT_EQ(c.at("firstName").as_string(), "Ada");
+    EXPECT_EQ(c.at("lastName").as_string(), "Lead");
+    EXPECT_EQ(c.at("phone").as_string(), "+15550004242");
+    // Its tasks and notes kept, all on the one contact, in GHL and in the mirror.
+    ASSERT_EQ(state.at("tasks").as_array().size(), 2u);
+    for (const auto& t : state.at("tasks").as_array())
+        EXPECT_EQ(t.at("contactId").as_string(), gid);
+    ASSERT_EQ(state.at("notes").as_array().size(), 1u);
+    EXPECT_EQ(state.at("notes").at(0).at("contactId").as_string(), gid);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM tasks t JOIN contacts c ON c.id = t.contact_id WHERE "
+                    "c.ghl_id = '" +
+                    gid + "' AND t.deleted = 0"),
+              2);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM notes n JOIN contacts c ON c.id = n.contact_id WHERE "
+                    "c.ghl_id = '" +
+                    gid + "' AND n.deleted = 0"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
+    EXPECT_EQ(sim_->get_stats().creates.at("contact"), 1);
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
+}
