@@ -148,6 +148,7 @@ dispatcher_options dispatcher_options_from(const config& cfg) {
     o.coalesce = std::chrono::milliseconds(cfg.sync.coalesce_ms);
     o.retry = {cfg.retry.base_ms, cfg.retry.max_ms, cfg.retry.max_attempts};
     o.on_duplicate = cfg.sync.on_duplicate;
+    o.index_lag = std::chrono::seconds(cfg.sync.index_lag_seconds);
     o.conflict = cfg.sync.conflict;
     return o;
 }
@@ -670,6 +671,42 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
     switch (item.act) {
     case action::create: {
         const ghl::contact_write fields = ghl::contact_write_from_json(item.set);
+        const bool nothing_to_match =
+            !ctx.email && !ctx.phone && item.emails.empty() && item.phones.empty();
+        if (item.uncertain && !item.lead && nothing_to_match) {
+            // Only a name and a creation time to look for, and only GHL's search index has
+            // them: it shows a new contact late. Look only once it has had time to catch up, or
+            // the lookup misses the contact the lost attempt made and this creates it again.
+            // When the create was last sent: its audit row (filed under the item's first row);
+            // after a crash that left none, when the row was queued.
+            const auto last = co_await db_.run([&](SQLite::Database& db) {
+                SQLite::Statement q(db, "SELECT MAX(ts) FROM audit_log WHERE outbox_id = ? AND "
+                                        "method = 'POST' AND path = '/contacts/'");
+                q.bind(1, item.first_row);
+                if (q.executeStep() && !q.getColumn(0).isNull())
+                    return q.getColumn(0).getString();
+                return item.first_created_at;
+            });
+            const auto at = parse_iso8601(last);
+            const auto now = clock_.now();
+            if (at && now < *at + opt_.index_lag) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++stats_.unmatched_waits;
+                }
+                outcome o;
+                o.what = outcome::kind::retry;
+                o.may_have_been_applied = true; // still uncertain: looked up when it comes back
+                o.retry_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    *at + opt_.index_lag - now);
+                o.error =
+                    "a create with no email or phone whose outcome is unknown: waiting for "
+                    "GHL's search index (sync.index_lag_seconds) before looking it up by name";
+                co_return o;
+            }
+            std::lock_guard lock(stats_mutex_);
+            ++stats_.unmatched_lookups;
+        }
         // A lead is matched by email/phone first; a create that may already have reached GHL is
         // looked up before it is sent again (DESIGN §8: no duplicates).
         if (item.lead || item.uncertain) {

@@ -42,6 +42,10 @@ struct dispatcher_options {
     speak4::on_duplicate on_duplicate = speak4::on_duplicate::conflict;
     /// Field merges when a push links two mirror contacts (sync.conflict).
     conflict_policy conflict = conflict_policy::newest_wins;
+    /// How long GHL's search index may take to show a new contact (sync.index_lag_seconds): a
+    /// create with no email or phone whose outcome is unknown is looked up by name only once
+    /// this long has passed since the attempt that may have made it.
+    std::chrono::milliseconds index_lag{std::chrono::seconds(300)};
 };
 
 dispatcher_options dispatcher_options_from(const config& cfg);
@@ -70,6 +74,10 @@ struct dispatcher_stats {
     long long dead = 0;
     long long lookups = 0; ///< creates resolved by a lookup before sending
     long long linked = 0;  ///< creates that found their record already in GHL
+    /// Uncertain creates with no email or phone to match on: waits for the search index, and
+    /// lookups by name and creation time (the residual risk: README "Identities and deletions").
+    long long unmatched_waits = 0;
+    long long unmatched_lookups = 0;
 };
 
 /// Threading: every member must be called on `ex` (single-threaded io_context or a strand),

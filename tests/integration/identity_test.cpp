@@ -149,6 +149,7 @@ protected:
         opt.idle_poll = 50ms;
         opt.retry = {5, 100, 50};
         opt.on_duplicate = on_duplicate_;
+        opt.index_lag = index_lag_;
         sync::dispatcher d(io.get_executor(), *db_, access, opt);
         d.set_pull(rec.pull_function());
         bool finished = false;
@@ -174,6 +175,7 @@ protected:
             asio::detached);
         io.run_for(limit);
         EXPECT_TRUE(finished) << "the dispatcher did not drain the outbox in time";
+        stats_ = d.stats();
     }
 
     /// The mirror contact a Speak4 id resolves to (through the alias table).
@@ -189,6 +191,8 @@ protected:
     speak4::on_duplicate on_duplicate_ = speak4::on_duplicate::conflict;
     manual_clock clock_{wall_now()};
     int search_page_ = 500;
+    std::chrono::milliseconds index_lag_{0};
+    sync::dispatcher_stats stats_;
 };
 
 } // namespace
@@ -532,4 +536,29 @@ TEST_F(identity_test, a_sweep_deletes_at_most_its_share_unless_allowed) {
     EXPECT_EQ(count("SELECT COUNT(*) FROM sync_cursors WHERE name = "
                     "'contacts.sweep.allow_deletes'"),
               0);
+}
+
+// --- uncertain creates with nothing to match on -------------------------------------------------
+
+TEST_F(identity_test, an_uncertain_create_without_email_or_phone_waits_for_the_index_then_links) {
+    // The create reaches GHL, its answer is lost; GHL's search shows new contacts 400 ms late.
+    // Looked up at once (the retry comes within milliseconds) it would be missed and created
+    // again; after sync.index_lag it is found by name and creation time.
+    index_lag_ = 1500ms;
+    sim::fault_config f;
+    f.routes = {"POST /contacts/"};
+    f.drop_after_apply_rate = 1;
+    f.max_faults = 1;
+    f.search_lag_ms = 400;
+    sim_->set_faults(f);
+    emit(R"({"type":"contact.created","contact":{"speak4_id":"s4-nomail","firstName":"Nemo",
+             "lastName":"Nobody"}})");
+    drain();
+    EXPECT_EQ(sim_->state().at("contacts").as_array().size(), 1u);
+    EXPECT_EQ(sim_->get_stats().creates.at("contact"), 1);
+    EXPECT_GE(stats_.unmatched_waits, 1);
+    EXPECT_EQ(stats_.unmatched_lookups, 1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state <> 'done'"), 0);
+    const std::string g(sim_->state().at("contacts").at(0).at("id").as_string());
+    EXPECT_EQ(text("SELECT ghl_id FROM contacts WHERE speak4_id = 's4-nomail'"), g);
 }
