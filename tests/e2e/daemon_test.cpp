@@ -593,6 +593,8 @@ struct chaos_contact {
     int i = 0;
     bool poison = false;
     bool deleted = false;
+    bool lead = false; ///< a lead.created with the same email follows (another Speak4 id)
+    bool dup = false;  ///< a second Speak4 contact with the same email follows
     std::string speak4_id() const { return "s4-" + std::to_string(i); }
     std::string events() const {
         const std::string n = std::to_string(i);
@@ -616,9 +618,17 @@ struct chaos_contact {
             n + R"("}})" + "\n";
         if (deleted)
             out += id + R"(9","type":"contact.deleted",)" + c + "}\n";
+        // One person, several Speak4 ids (DESIGN §9): both link to the one GHL contact,
+        // whichever reaches GHL first.
+        if (lead)
+            out += id + R"(L","type":"lead.created","contact":{"speak4_id":"s4-lead-)" + n +
+                   R"(","email":"p)" + n + R"(@example.com"}})" + "\n";
+        if (dup)
+            out += id + R"(D","type":"contact.created","contact":{"speak4_id":"s4-dup-)" + n +
+                   R"(","firstName":"P)" + n + R"(","email":"p)" + n + R"(@example.com"}})" + "\n";
         return out;
     }
-    std::size_t event_count() const { return deleted ? 9 : 8; }
+    std::size_t event_count() const { return (deleted ? 9 : 8) + (lead ? 1 : 0) + (dup ? 1 : 0); }
 };
 
 std::vector<std::string> sorted_strings(const bj::value& v) {
@@ -630,7 +640,8 @@ std::vector<std::string> sorted_strings(const bj::value& v) {
 }
 
 // Chaos: a mixed workload (creates with nested notes, updates, tags added and removed, tasks
-// created and completed, notes, deletes, and a few permanently refused contacts) against 10%
+// created and completed, notes, deletes, leads and second Speak4 contacts with the email of an
+// existing one, and a few permanently refused contacts) against 10%
 // injected faults (429, 500, 503, timeouts, drops before and after applying), with SIGKILL at
 // random moments, at least 20 times, while events keep arriving. Then every accepted event's
 // effect exists in GHL exactly once, the mirror agrees with GHL, the only dead letters are the
@@ -646,6 +657,8 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
         for (std::size_t until = total_events + events; total_events < until;) {
             const int i = static_cast<int>(people.size());
             chaos_contact c{i, i % 25 == 13, i % 12 == 11 && i % 25 != 13};
+            c.lead = !c.poison && !c.deleted && i % 10 == 4;
+            c.dup = !c.poison && !c.deleted && i % 10 == 7;
             total_events += c.event_count();
             people.push_back(c);
         }
@@ -653,7 +666,8 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     add_people(target_events);
     const int batches = static_cast<int>(std::clamp<std::size_t>(total_events / 400, 4, 12));
 
-    write_config("[rate_limit]\nburst = 100000\nwindow_seconds = 1\n");
+    // Duplicate emails link (whichever Speak4 id reaches GHL first keeps the record).
+    write_config("[rate_limit]\nburst = 100000\nwindow_seconds = 1\n", "on_duplicate = \"link\"\n");
     speak4::sim::fault_config f;
     f.error_rate = 0.04;
     f.error_statuses = {429, 500, 503};
@@ -840,6 +854,17 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
         EXPECT_EQ(m.getColumn(5).getInt(), 0);
         EXPECT_EQ(m.getColumn(6).getInt(), 1) << "the mirror's task is not GHL's, completed";
         EXPECT_EQ(m.getColumn(7).getInt(), 2);
+        if (p.lead || p.dup) {
+            // Both Speak4 ids name the one mirror contact holding the GHL record.
+            SQLite::Statement a(db, "SELECT COUNT(DISTINCT c.id), MIN(c.ghl_id) FROM "
+                                    "contact_aliases a JOIN contacts c ON c.id = a.contact_id "
+                                    "WHERE a.speak4_id IN (?1, ?2)");
+            a.bind(1, p.speak4_id());
+            a.bind(2, (p.lead ? "s4-lead-" : "s4-dup-") + n);
+            ASSERT_TRUE(a.executeStep());
+            EXPECT_EQ(a.getColumn(0).getInt(), 1) << p.speak4_id() << " was not linked";
+            EXPECT_EQ(a.getColumn(1).getString(), gid) << history();
+        }
     }
     EXPECT_EQ(state.at("contacts").as_array().size(), live);
     EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE ghl_id IS NOT NULL AND deleted = 0"),
