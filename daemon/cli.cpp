@@ -70,7 +70,7 @@ commands:
                        inspect and repair the outbox
   audit [--since T] [--limit N] [--json]
                        recent GHL API calls
-  resync [--contact GHL_ID | --full]
+  resync [--contact GHL_ID | --full [--allow-deletes]]
                        schedule a pull of one contact, or of everything
   auth exchange --code CODE | auth status
                        OAuth code exchange; token state
@@ -149,11 +149,15 @@ is accepted or rejected whole; a repeated event_id is accepted once.
 exit: 0 every event accepted (repeats included), 65 an event was rejected (nothing of it was
 written; the others were), 74 database error.
 )"},
-        {"resync", R"(usage: speak4-sync resync [--config PATH] --contact GHL_ID | --full
+        {"resync",
+         R"(usage: speak4-sync resync [--config PATH] --contact GHL_ID | --full [--allow-deletes]
 
 --contact  pull that contact (and its tasks, notes, appointments) at the daemon's next turn
 --full     make the next incremental pull a full one: every contact is re-read, then deleted
            contacts are swept
+--allow-deletes
+           (with --full) that sweep may mark deleted more than the 10% of the mirror a sweep
+           deletes by itself; a listing that disagrees with GHL's total still deletes nothing
 Works while the daemon is stopped: the request is stored and carried out when it runs.
 )"},
         {"auth", R"(usage: speak4-sync auth exchange --code CODE
@@ -723,9 +727,12 @@ int cmd_demo(const invocation& inv) {
 int cmd_resync(const invocation& inv) {
     std::optional<std::string> contact;
     bool full = false;
+    bool allow_deletes = false;
     for (std::size_t i = 0; i < inv.args.size(); ++i) {
         if (inv.args[i] == "--full")
             full = true;
+        else if (inv.args[i] == "--allow-deletes")
+            allow_deletes = true;
         else if (inv.args[i] == "--contact" && i + 1 < inv.args.size())
             contact = inv.args[++i];
         else
@@ -733,11 +740,14 @@ int cmd_resync(const invocation& inv) {
     }
     if (full == contact.has_value())
         usage("resync takes --contact GHL_ID or --full");
+    if (allow_deletes && !full)
+        usage("resync: --allow-deletes goes with --full");
     const config cfg = load(inv);
     auto db = open_db(inv, cfg);
     if (full) {
-        sync::request_full_resync(*db, system_clock::instance().now());
-        std::printf("full resync scheduled: the next pull re-reads every contact\n");
+        sync::request_full_resync(*db, system_clock::instance().now(), allow_deletes);
+        std::printf("full resync scheduled: the next pull re-reads every contact%s\n",
+                    allow_deletes ? "; its sweep may delete more than 10% of the mirror" : "");
         return 0;
     }
     // A pull of one contact is what contact.opened asks for: reuse intake (stub row, coalescing).

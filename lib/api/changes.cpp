@@ -3,6 +3,7 @@
 
 #include "api/request_util.hpp"
 #include "api/routes.hpp"
+#include "core/json.hpp"
 #include "core/log.hpp"
 
 #include <SQLiteCpp/Statement.h>
@@ -96,15 +97,20 @@ net::awaitable<reply> routes::get_changes(const request& req) {
         if (!page->rows.empty() || wait == 0 || stopping_ || steady::now() >= deadline) {
             bj::array rows;
             rows.reserve(page->rows.size());
-            for (const auto& c : page->rows)
-                rows.push_back(bj::object{{"seq", c.seq},
-                                          {"entity", c.entity},
-                                          {"entity_id", c.entity_id},
-                                          {"kind", c.kind},
-                                          {"source", c.source},
-                                          {"ts", c.ts},
-                                          {"speak4_id", opt_json(c.speak4_id)},
-                                          {"ghl_id", opt_json(c.ghl_id)}});
+            for (const auto& c : page->rows) {
+                bj::object row{{"seq", c.seq},
+                               {"entity", c.entity},
+                               {"entity_id", c.entity_id},
+                               {"kind", c.kind},
+                               {"source", c.source},
+                               {"ts", c.ts},
+                               {"speak4_id", opt_json(c.speak4_id)},
+                               {"ghl_id", opt_json(c.ghl_id)}};
+                if (c.detail)
+                    if (auto d = json::parse(*c.detail); d && d->is_object())
+                        row["detail"] = std::move(*d);
+                rows.push_back(std::move(row));
+            }
             const long long last = page->rows.empty() ? since : page->rows.back().seq;
             co_return json_reply(
                 status::ok,
@@ -134,7 +140,7 @@ routes::query_changes(long long since, long long limit) {
                 "  CASE c.entity WHEN 'contact' THEN ct.speak4_id WHEN 'task' THEN t.speak4_id "
                 "    WHEN 'note' THEN n.speak4_id END, "
                 "  CASE c.entity WHEN 'contact' THEN ct.ghl_id WHEN 'task' THEN t.ghl_id "
-                "    WHEN 'note' THEN n.ghl_id WHEN 'appointment' THEN a.ghl_id END "
+                "    WHEN 'note' THEN n.ghl_id WHEN 'appointment' THEN a.ghl_id END, c.detail "
                 "FROM changes c "
                 "LEFT JOIN contacts ct ON c.entity = 'contact' AND ct.id = c.entity_id "
                 "LEFT JOIN tasks t ON c.entity = 'task' AND t.id = c.entity_id "
@@ -160,6 +166,8 @@ routes::query_changes(long long since, long long limit) {
                     r.speak4_id = q.getColumn(6).getString();
                 if (!q.getColumn(7).isNull())
                     r.ghl_id = q.getColumn(7).getString();
+                if (!q.getColumn(8).isNull())
+                    r.detail = q.getColumn(8).getString();
                 out.rows.push_back(std::move(r));
             }
             q.reset();

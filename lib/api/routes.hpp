@@ -90,6 +90,7 @@ private:
         std::string ts;
         std::optional<std::string> speak4_id;
         std::optional<std::string> ghl_id;
+        std::optional<std::string> detail; ///< JSON (linked, revived): what the change joined
     };
 
     struct changes_page {

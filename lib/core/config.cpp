@@ -69,6 +69,10 @@ std::string_view to_string(sync_mode m) {
     return m == sync_mode::dry_run ? "dry_run" : "live";
 }
 
+std::string_view to_string(on_duplicate d) {
+    return d == on_duplicate::link ? "link" : "conflict";
+}
+
 std::string_view to_string(fetch_children f) {
     switch (f) {
     case fetch_children::all:
@@ -726,6 +730,8 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
         {{"both", sync_direction::both},
          {"pull", sync_direction::pull},
          {"push", sync_direction::push}}};
+    static constexpr std::array<std::pair<std::string_view, on_duplicate>, 2> duplicate_names{
+        {{"conflict", on_duplicate::conflict}, {"link", on_duplicate::link}}};
     read_section(
         r, t, "sync",
         {
@@ -797,6 +803,10 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
             {"fetch_children",
              [&](const toml::node& n, const std::string& k) {
                  r.set_enum(c.fetch_children, n, k, fetch_names);
+             }},
+            {"on_duplicate",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_enum(c.on_duplicate, n, k, duplicate_names);
              }},
             {"audit_retention_days",
              [&](const toml::node& n, const std::string& k) {

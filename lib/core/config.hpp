@@ -43,6 +43,9 @@ struct entity_set {
     bool operator==(const entity_set&) const = default;
 };
 enum class fetch_children { all, on_demand };
+/// sync.on_duplicate: a contact.created GHL calls a duplicate of a contact already linked to
+/// another Speak4 id is a dead letter plus a conflicts row (conflict) or linked to it (link).
+enum class on_duplicate { conflict, link };
 
 std::string_view to_string(auth_mode);
 std::string_view to_string(conflict_policy);
@@ -50,6 +53,7 @@ std::string_view to_string(list_mode);
 std::string_view to_string(sync_direction);
 std::string_view to_string(sync_mode);
 std::string_view to_string(fetch_children);
+std::string_view to_string(on_duplicate);
 
 struct database_config {
     std::filesystem::path path = "/var/lib/speak4-sync/speak4-sync.db";
@@ -118,6 +122,7 @@ struct sync_config {
     int index_lag_seconds = 300;
     speak4::list_mode list_mode = list_mode::search;
     speak4::fetch_children fetch_children = fetch_children::all;
+    speak4::on_duplicate on_duplicate = on_duplicate::conflict;
     int audit_retention_days = 30;
     sync_direction direction = sync_direction::both;
     entity_set entities;

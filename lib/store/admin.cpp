@@ -394,8 +394,10 @@ std::optional<contact_timeline> find_contact_timeline(SQLite::Database& db, std:
                            "SELECT id, speak4_id, ghl_id, email, "
                            "  TRIM(COALESCE(first_name, '') || ' ' || COALESCE(last_name, '')), "
                            "  deleted FROM contacts "
-                           "WHERE speak4_id = ?1 OR ghl_id = ?1 OR (email IS NOT NULL AND "
-                           "  email = ?1 COLLATE NOCASE) ORDER BY id LIMIT 1");
+                           "WHERE merged_into IS NULL AND (ghl_id = ?1 OR id = (SELECT "
+                           "  contact_id FROM contact_aliases WHERE speak4_id = ?1) OR "
+                           "  (email IS NOT NULL AND email = ?1 COLLATE NOCASE)) "
+                           "ORDER BY id LIMIT 1");
     find.bind(1, std::string(key));
     if (!find.executeStep())
         return std::nullopt;

@@ -53,7 +53,8 @@ status_snapshot read_status(SQLite::Database& db) {
     if (auto it = s.cursors.find("last_pull_at"); it != s.cursors.end())
         s.last_pull_at = it->second;
     s.changes_seq = count(db, "SELECT COALESCE(MAX(seq), 0) FROM changes");
-    s.contacts = count(db, "SELECT COUNT(*) FROM contacts WHERE deleted = 0");
+    s.contacts =
+        count(db, "SELECT COUNT(*) FROM contacts WHERE deleted = 0 AND merged_into IS NULL");
     s.tasks = count(db, "SELECT COUNT(*) FROM tasks WHERE deleted = 0");
     s.notes = count(db, "SELECT COUNT(*) FROM notes WHERE deleted = 0");
     SQLite::Statement o(db, "SELECT location_id, state, state_reason, expires_at FROM oauth_tokens "

@@ -1,7 +1,9 @@
 #include "sync/dispatcher.hpp"
 
+#include "core/json.hpp"
 #include "core/log.hpp"
 
+#include <SQLiteCpp/Statement.h>
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -147,6 +149,9 @@ dispatcher_options dispatcher_options_from(const config& cfg) {
     o.coalesce = std::chrono::milliseconds(cfg.sync.coalesce_ms);
     o.retry = {cfg.retry.base_ms, cfg.retry.max_ms, cfg.retry.max_attempts,
                cfg.retry.give_up_after};
+    o.on_duplicate = cfg.sync.on_duplicate;
+    o.index_lag = std::chrono::seconds(cfg.sync.index_lag_seconds);
+    o.conflict = cfg.sync.conflict;
     return o;
 }
 
@@ -206,8 +211,10 @@ asio::awaitable<bool> dispatcher::record_together(const work_item& item, const o
 }
 
 outbox_store& dispatcher::box(SQLite::Database& db) {
-    if (!box_ || &box_->db() != &db)
+    if (!box_ || &box_->db() != &db) {
         box_ = std::make_unique<outbox_store>(db);
+        box_->set_conflict_policy(opt_.conflict);
+    }
     return *box_;
 }
 
@@ -439,6 +446,136 @@ outcome dispatcher::not_an_operation(const work_item& item) {
     return o;
 }
 
+bool says_gone(const ghl::error& e, entity_kind kind, std::string_view id,
+               std::string_view parent_id) {
+    if (e.kind != ghl::error_kind::not_found)
+        return false;
+    auto body = json::parse(e.body);
+    if (!body || !body->is_object())
+        return false; // an HTML page, a proxy's answer: says nothing about the record
+    const std::string message = lower(ghl::message_from_body(e.body));
+    if (message.find("not found") == std::string::npos)
+        return false;
+    const auto names = [&](std::string_view x) {
+        return !x.empty() && message.find(lower(std::string(x))) != std::string::npos;
+    };
+    if (names(id) || names(parent_id))
+        return true;
+    if (message.find(" id ") != std::string::npos)
+        return false; // names a record, another one
+    // "Task not found": about a record of this kind, not a user, a field or a route.
+    const std::string k(to_string(kind));
+    return message.rfind(k, 0) == 0 || message.rfind("the " + k, 0) == 0;
+}
+
+asio::awaitable<outcome> dispatcher::failed(ghl::client& c, const work_item& item,
+                                            const ghl::error& e, call what) {
+    outcome o = outcome_from_error(e, what == call::remove);
+    if (e.kind != ghl::error_kind::not_found)
+        co_return o;
+    const auto& ctx = item.ctx;
+    o.gone = false;
+    o.what = outcome::kind::dead;
+    const std::string id = ctx.ghl_id.value_or("");
+    const std::string parent = ctx.contact_ghl_id.value_or("");
+    if (what == call::create || id.empty()) {
+        o.error = describe(e) + " (not found on a create or lookup: nothing marked deleted)";
+        co_return o;
+    }
+    if (!says_gone(e, ctx.entity, id, parent)) {
+        o.error = describe(e) +
+                  " (not evidence that the record is gone: the answer does not name it; "
+                  "nothing marked deleted)";
+        co_return o;
+    }
+    if (what == call::remove) {
+        o.what = outcome::kind::done; // already gone: what the delete wanted
+        o.gone = true;
+        o.error.clear();
+        co_return o;
+    }
+    // A write answered "not found" for the record: confirmed by reading it (DESIGN §9).
+    std::optional<bool> present; // nullopt: the read failed otherwise
+    std::optional<ghl::error> read_error;
+    if (ctx.entity == entity_kind::contact) {
+        auto got = co_await c.get_contact(id);
+        if (got)
+            present = true;
+        else if (says_gone(got.error(), entity_kind::contact, id))
+            present = false;
+        else
+            read_error = got.error();
+    } else {
+        std::vector<std::string> ids;
+        if (ctx.entity == entity_kind::task) {
+            auto l = co_await c.list_tasks(parent);
+            if (l)
+                for (const auto& t : *l)
+                    ids.push_back(t.id);
+            else
+                read_error = l.error();
+        } else {
+            auto l = co_await c.list_notes(parent);
+            if (l)
+                for (const auto& n : *l)
+                    ids.push_back(n.id);
+            else
+                read_error = l.error();
+        }
+        if (!read_error)
+            present = std::find(ids.begin(), ids.end(), id) != ids.end();
+        else if (says_gone(*read_error, entity_kind::contact, parent))
+            present = false; // its contact is gone, and the record with it
+    }
+    if (present && !*present) {
+        o.gone = true;
+        o.error = describe(e) + " (the record vanished remotely; a read confirmed it)";
+        co_return o;
+    }
+    if (present) {
+        o.error = describe(e) + " (GHL still shows the record: not deleted)";
+        co_return o;
+    }
+    // The confirmation could not be read: try again later, nothing decided.
+    outcome r = outcome_from_error(*read_error, false);
+    r.gone = false;
+    if (r.what == outcome::kind::dead)
+        r.error = describe(e) + " (unconfirmed: " + describe(*read_error) + ")";
+    co_return r;
+}
+
+asio::awaitable<std::optional<outcome>> dispatcher::refuse_duplicate(const work_item& item,
+                                                                     const std::string& existing,
+                                                                     const std::string& why) {
+    if (opt_.on_duplicate == on_duplicate::link)
+        co_return std::nullopt;
+    const std::optional<std::string> other =
+        co_await db_.run([&](SQLite::Database& db) -> std::optional<std::string> {
+            SQLite::Statement q(db, "SELECT speak4_id FROM contacts WHERE ghl_id = ? AND id <> ? "
+                                    "AND speak4_id IS NOT NULL");
+            q.bind(1, existing);
+            q.bind(2, item.ctx.id);
+            if (!q.executeStep())
+                return std::nullopt;
+            return q.getColumn(0).getString();
+        });
+    if (!other)
+        co_return std::nullopt;
+    // Two Speak4 contacts are two people to Speak4: merging them would overwrite one person's
+    // GHL record with the other's fields. An operator decides (DESIGN §9).
+    const std::string mine = item.ctx.speak4_id.value_or("(none)");
+    outcome o;
+    o.what = outcome::kind::dead;
+    o.status = 400;
+    o.error = "contact.speak4_id " + mine + ": GHL calls it a duplicate of GHL contact " +
+              existing + ", which is Speak4 contact " + *other +
+              " (sync.on_duplicate = \"conflict\": not merged; `queue retry` after a fix, or "
+              "sync.on_duplicate = \"link\"): " +
+              why;
+    o.conflict = outcome::identity_conflict{"speak4_id", mine, *other, "on_duplicate=conflict"};
+    co_return o;
+}
+
 void dispatcher::count_lookup(bool found) {
     std::lock_guard lock(stats_mutex_);
     if (found)
@@ -545,16 +682,60 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
     switch (item.act) {
     case action::create: {
         const ghl::contact_write fields = ghl::contact_write_from_json(item.set);
+        const bool nothing_to_match =
+            !ctx.email && !ctx.phone && item.emails.empty() && item.phones.empty();
+        if (item.uncertain && !item.lead && nothing_to_match) {
+            // Only a name and a creation time to look for, and only GHL's search index has
+            // them: it shows a new contact late. Look only once it has had time to catch up, or
+            // the lookup misses the contact the lost attempt made and this creates it again.
+            // When the create was last sent: its audit row (filed under the item's first row);
+            // after a crash that left none, when the row was queued.
+            const auto last = co_await db_.run([&](SQLite::Database& db) {
+                SQLite::Statement q(db, "SELECT MAX(ts) FROM audit_log WHERE outbox_id = ? AND "
+                                        "method = 'POST' AND path = '/contacts/'");
+                q.bind(1, item.first_row);
+                if (q.executeStep() && !q.getColumn(0).isNull())
+                    return q.getColumn(0).getString();
+                return item.first_created_at;
+            });
+            const auto at = parse_iso8601(last);
+            const auto now = clock_.now();
+            if (at && now < *at + opt_.index_lag) {
+                {
+                    std::lock_guard lock(stats_mutex_);
+                    ++stats_.unmatched_waits;
+                }
+                outcome o;
+                o.what = outcome::kind::retry;
+                o.may_have_been_applied = true; // still uncertain: looked up when it comes back
+                o.retry_after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    *at + opt_.index_lag - now);
+                o.error =
+                    "a create with no email or phone whose outcome is unknown: waiting for "
+                    "GHL's search index (sync.index_lag_seconds) before looking it up by name";
+                co_return o;
+            }
+            std::lock_guard lock(stats_mutex_);
+            ++stats_.unmatched_lookups;
+        }
         // A lead is matched by email/phone first; a create that may already have reached GHL is
         // looked up before it is sent again (DESIGN §8: no duplicates).
         if (item.lead || item.uncertain) {
             auto found = co_await find_existing(c, item);
             if (!found)
-                co_return outcome_from_error(found.error(), false);
+                co_return co_await failed(c, item, found.error(), call::create);
             if (*found) {
+                // A lead always links ("create or update"); an uncertain create matching a
+                // contact another Speak4 contact is linked to is not ours to overwrite.
+                if (!item.lead) {
+                    auto refused = co_await refuse_duplicate(
+                        item, **found, "the lookup after an uncertain create found it");
+                    if (refused)
+                        co_return std::move(*refused);
+                }
                 auto up = co_await c.update_contact(**found, fields);
                 if (!up)
-                    co_return outcome_from_error(up.error(), false);
+                    co_return co_await failed(c, item, up.error(), call::write);
                 co_return contact_done(*up);
             }
         }
@@ -565,17 +746,22 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
             created.error().duplicate) {
             // GHL already has this person: link to it and apply our fields as an update.
             const std::string existing = created.error().duplicate->contact_id;
+            if (!item.lead) {
+                auto refused = co_await refuse_duplicate(item, existing, describe(created.error()));
+                if (refused)
+                    co_return std::move(*refused);
+            }
             auto up = co_await c.update_contact(existing, fields);
             if (!up)
-                co_return outcome_from_error(up.error(), false);
+                co_return co_await failed(c, item, up.error(), call::write);
             co_return contact_done(*up);
         }
-        co_return outcome_from_error(created.error(), false);
+        co_return co_await failed(c, item, created.error(), call::create);
     }
     case action::update: {
         auto up = co_await c.update_contact(*ctx.ghl_id, ghl::contact_write_from_json(item.set));
         if (!up)
-            co_return outcome_from_error(up.error(), false);
+            co_return co_await failed(c, item, up.error(), call::write);
         co_return contact_done(*up);
     }
     case action::remove: {
@@ -583,7 +769,7 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
         if (!id && ctx.email) { // an uncertain create: find what it may have made
             auto dup = co_await c.find_duplicate(ctx.email, ctx.phone);
             if (!dup)
-                co_return outcome_from_error(dup.error(), false);
+                co_return co_await failed(c, item, dup.error(), call::create);
             if (*dup)
                 id = (*dup)->id;
         }
@@ -591,7 +777,7 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
             co_return outcome{};
         auto del = co_await c.delete_contact(*id);
         if (!del)
-            co_return outcome_from_error(del.error(), true);
+            co_return co_await failed(c, item, del.error(), call::remove);
         co_return outcome{};
     }
     case action::tag_add:
@@ -604,7 +790,7 @@ asio::awaitable<outcome> dispatcher::execute_contact(ghl::client& c, const work_
         else
             r = co_await c.remove_tags(*ctx.ghl_id, item.tags);
         if (!r)
-            co_return outcome_from_error(r.error(), false);
+            co_return co_await failed(c, item, r.error(), call::write);
         co_return outcome{};
     }
     case action::complete:
@@ -623,29 +809,29 @@ asio::awaitable<outcome> dispatcher::execute_task(ghl::client& c, const work_ite
         if (item.uncertain) {
             auto found = co_await find_existing(c, item);
             if (!found)
-                co_return outcome_from_error(found.error(), false);
+                co_return co_await failed(c, item, found.error(), call::create);
             if (*found) {
                 auto up = co_await c.update_task(cid, **found, fields);
                 if (!up)
-                    co_return outcome_from_error(up.error(), false);
+                    co_return co_await failed(c, item, up.error(), call::write);
                 co_return record_done(*up);
             }
         }
         auto created = co_await c.create_task(cid, fields);
         if (!created)
-            co_return outcome_from_error(created.error(), false);
+            co_return co_await failed(c, item, created.error(), call::create);
         co_return record_done(*created);
     }
     case action::update: {
         auto up = co_await c.update_task(cid, *ctx.ghl_id, task_fields(item.set));
         if (!up)
-            co_return outcome_from_error(up.error(), false);
+            co_return co_await failed(c, item, up.error(), call::write);
         co_return record_done(*up);
     }
     case action::complete: {
         auto r = co_await c.complete_task(cid, *ctx.ghl_id, item.completed);
         if (!r)
-            co_return outcome_from_error(r.error(), false);
+            co_return co_await failed(c, item, r.error(), call::write);
         co_return record_done(*r);
     }
     case action::remove: {
@@ -653,7 +839,7 @@ asio::awaitable<outcome> dispatcher::execute_task(ghl::client& c, const work_ite
             co_return outcome{};
         auto r = co_await c.delete_task(cid, *ctx.ghl_id);
         if (!r)
-            co_return outcome_from_error(r.error(), true);
+            co_return co_await failed(c, item, r.error(), call::remove);
         co_return outcome{};
     }
     case action::tag_add:
@@ -673,23 +859,23 @@ asio::awaitable<outcome> dispatcher::execute_note(ghl::client& c, const work_ite
         if (item.uncertain) {
             auto found = co_await find_existing(c, item);
             if (!found)
-                co_return outcome_from_error(found.error(), false);
+                co_return co_await failed(c, item, found.error(), call::create);
             if (*found) {
                 auto up = co_await c.update_note(cid, **found, fields);
                 if (!up)
-                    co_return outcome_from_error(up.error(), false);
+                    co_return co_await failed(c, item, up.error(), call::write);
                 co_return record_done(*up);
             }
         }
         auto created = co_await c.create_note(cid, fields);
         if (!created)
-            co_return outcome_from_error(created.error(), false);
+            co_return co_await failed(c, item, created.error(), call::create);
         co_return record_done(*created);
     }
     case action::update: {
         auto up = co_await c.update_note(cid, *ctx.ghl_id, note_fields(item.set));
         if (!up)
-            co_return outcome_from_error(up.error(), false);
+            co_return co_await failed(c, item, up.error(), call::write);
         co_return record_done(*up);
     }
     case action::remove: {
@@ -697,7 +883,7 @@ asio::awaitable<outcome> dispatcher::execute_note(ghl::client& c, const work_ite
             co_return outcome{};
         auto r = co_await c.delete_note(cid, *ctx.ghl_id);
         if (!r)
-            co_return outcome_from_error(r.error(), true);
+            co_return co_await failed(c, item, r.error(), call::remove);
         co_return outcome{};
     }
     case action::complete:

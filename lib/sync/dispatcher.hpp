@@ -38,6 +38,14 @@ struct dispatcher_options {
     std::chrono::milliseconds coalesce{250};
     std::chrono::milliseconds idle_poll{1000}; ///< look for work committed by other processes
     retry_policy retry;
+    /// A create GHL matches to a contact linked to another Speak4 id (sync.on_duplicate).
+    speak4::on_duplicate on_duplicate = speak4::on_duplicate::conflict;
+    /// Field merges when a push links two mirror contacts (sync.conflict).
+    conflict_policy conflict = conflict_policy::newest_wins;
+    /// How long GHL's search index may take to show a new contact (sync.index_lag_seconds): a
+    /// create with no email or phone whose outcome is unknown is looked up by name only once
+    /// this long has passed since the attempt that may have made it.
+    std::chrono::milliseconds index_lag{std::chrono::seconds(300)};
 };
 
 dispatcher_options dispatcher_options_from(const config& cfg);
@@ -46,6 +54,14 @@ dispatcher_options dispatcher_options_from(const config& cfg);
 /// be used), wait for credentials (401, needs_reauth), dead letter (other 4xx, with the body),
 /// or, for a record that is gone, done when `gone_is_done` (a delete, a pull) else dead.
 outcome outcome_from_error(const ghl::error& e, bool gone_is_done);
+
+/// True when `e` is GHL saying that this very record is gone (DESIGN §9): a not-found answer
+/// whose body is JSON and whose message says "not found" about the record: it names `id` (or
+/// `parent_id`, the contact of a task or note), or it is about a record of this kind ("Task not
+/// found"). A bare 404 (an HTML page from a proxy, an unknown route after a wrong base_url) or a
+/// 400 about another thing ("User not found" for an assignedTo) is not evidence of anything.
+bool says_gone(const ghl::error& e, entity_kind kind, std::string_view id,
+               std::string_view parent_id = {});
 
 /// The audit_log row for one request the client sent.
 audit_entry audit_from_request(const ghl::request_record& r);
@@ -58,6 +74,10 @@ struct dispatcher_stats {
     long long dead = 0;
     long long lookups = 0; ///< creates resolved by a lookup before sending
     long long linked = 0;  ///< creates that found their record already in GHL
+    /// Uncertain creates with no email or phone to match on: waits for the search index, and
+    /// lookups by name and creation time (the residual risk: README "Identities and deletions").
+    long long unmatched_waits = 0;
+    long long unmatched_lookups = 0;
 };
 
 /// Threading: every member must be called on `ex` (single-threaded io_context or a strand),
@@ -110,6 +130,18 @@ private:
     boost::asio::awaitable<ghl::result<std::optional<std::string>>>
     find_existing(ghl::client& c, const work_item& item);
     static outcome not_an_operation(const work_item& item);
+    /// What a call that failed with `e` means for `item`. A not-found is a deletion only with
+    /// evidence: it names the record (says_gone), and for a write a GET of the record confirms it
+    /// (a record GHL still shows makes it a dead letter, nothing deleted). A not-found on a
+    /// create or a lookup, or one that names nothing, is a dead letter with the body.
+    enum class call { create, write, remove };
+    boost::asio::awaitable<outcome> failed(ghl::client& c, const work_item& item,
+                                           const ghl::error& e, call what);
+    /// With sync.on_duplicate = "conflict": the dead letter for a create that GHL matched to
+    /// GHL contact `existing` when the mirror links that contact to another Speak4 id (nullopt:
+    /// go ahead and link). `why` is GHL's answer (or the lookup) that matched them.
+    boost::asio::awaitable<std::optional<outcome>>
+    refuse_duplicate(const work_item& item, const std::string& existing, const std::string& why);
     /// Counts a lookup (false) or a lookup that found its record (true) in stats_.
     void count_lookup(bool found);
     boost::asio::awaitable<void> process(work_item item);

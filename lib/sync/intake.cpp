@@ -3,6 +3,7 @@
 #include "core/entity.hpp"
 #include "core/json.hpp"
 #include "store/database.hpp"
+#include "sync/identity.hpp"
 
 #include <SQLiteCpp/Exception.h>
 #include <SQLiteCpp/Transaction.h>
@@ -21,6 +22,12 @@ namespace bj = boost::json;
 struct refusal {
     std::string field;
     std::string message;
+    /// An identity conflict to record in `conflicts` although the event leaves no other trace.
+    struct identity_conflict {
+        std::int64_t contact_id = 0;
+        std::string field, local_value, remote_value;
+    };
+    std::optional<identity_conflict> conflict;
 };
 
 struct contact_row {
@@ -171,10 +178,14 @@ private:
     // --- lookups ---------------------------------------------------------------------------
 
     std::optional<contact_row> find_contact_by(const char* column, const std::string& value) {
-        auto& q =
-            s_.get(std::string("SELECT id, speak4_id, ghl_id, deleted, tags, custom_fields, fields "
-                               "FROM contacts WHERE ") +
-                   column + " = ?");
+        // A Speak4 id resolves through the alias table: any of a contact's ids names it.
+        const std::string where =
+            std::string(column) == "speak4_id"
+                ? "id = (SELECT contact_id FROM contact_aliases WHERE speak4_id = ?)"
+                : std::string(column) + " = ?";
+        auto& q = s_.get("SELECT id, speak4_id, ghl_id, deleted, tags, custom_fields, fields "
+                         "FROM contacts WHERE " +
+                         where);
         q.bind(1, value);
         if (!q.executeStep())
             return std::nullopt;
@@ -189,21 +200,41 @@ private:
         return r;
     }
 
-    /// The contact an event names, or nullopt. Both ids given must agree.
+    /// The contact an event names, or nullopt. An event naming a Speak4 id together with the
+    /// GHL id of a contact the mirror has says they are one person: they are linked (DESIGN §9),
+    /// the Speak4 id becoming one of that contact's ids. A Speak4 id already linked to another
+    /// GHL id is refused, naming both, and recorded in `conflicts`.
     std::optional<contact_row> find_contact(const entity_ref& ref) {
         std::optional<contact_row> by_s4, by_ghl;
         if (ref.speak4_id)
             by_s4 = find_contact_by("speak4_id", *ref.speak4_id);
         if (ref.ghl_id)
             by_ghl = find_contact_by("ghl_id", *ref.ghl_id);
-        if (by_s4 && by_ghl && by_s4->id != by_ghl->id)
-            throw refusal{"contact.ghl_id",
-                          "contact.ghl_id belongs to another contact than contact.speak4_id"};
-        if (by_s4 && ref.ghl_id && by_s4->ghl_id && *by_s4->ghl_id != *ref.ghl_id)
-            throw refusal{"contact.ghl_id",
-                          "contact.ghl_id does not match the contact's known ghl_id"};
+        if (by_s4 && ref.ghl_id && by_s4->ghl_id && *by_s4->ghl_id != *ref.ghl_id) {
+            refusal r{"contact.ghl_id",
+                      "contact.ghl_id " + *ref.ghl_id + " does not match the GHL id " +
+                          *by_s4->ghl_id + " contact.speak4_id " + *ref.speak4_id +
+                          " is linked to: one Speak4 contact cannot be two GHL contacts"};
+            r.conflict =
+                refusal::identity_conflict{by_s4->id, "ghl_id", *ref.ghl_id, *by_s4->ghl_id};
+            throw r;
+        }
+        if (by_s4 && by_ghl && by_s4->id != by_ghl->id) {
+            if (by_ghl->deleted || by_s4->deleted)
+                throw refusal{"contact.ghl_id",
+                              "contact.ghl_id and contact.speak4_id name two contacts, one of "
+                              "them deleted: not linked"};
+            // The Speak4 contact (no GHL id yet) is the GHL one: link them.
+            link_contacts(s_, by_ghl->id, by_s4->id, policy_, "local", now_);
+            return find_contact_by("ghl_id", *ref.ghl_id);
+        }
         if (by_s4)
             return by_s4;
+        if (by_ghl && ref.speak4_id && !by_ghl->deleted) {
+            // A Speak4 id new to the mirror named with a known GHL id: one more id of it.
+            add_speak4_id(s_, by_ghl->id, *ref.speak4_id, "local", now_);
+            by_ghl->speak4_id = by_ghl->speak4_id ? by_ghl->speak4_id : ref.speak4_id;
+        }
         return by_ghl;
     }
 
@@ -224,15 +255,6 @@ private:
         if (c->deleted)
             throw refusal{ref_field(ref, "contact"),
                           ref_field(ref, "contact") + " names a deleted contact"};
-        // Learn a speak4_id given alongside a known ghl_id.
-        if (ref.speak4_id && !c->speak4_id) {
-            auto& u = s_.get("UPDATE contacts SET speak4_id = ?, updated_at = ? WHERE id = ?");
-            u.bind(1, *ref.speak4_id);
-            u.bind(2, now_);
-            u.bind(3, c->id);
-            u.exec();
-            c->speak4_id = ref.speak4_id;
-        }
         return *c;
     }
 
@@ -497,7 +519,10 @@ private:
     }
 
     void contact_opened(const event& ev) {
-        contact_row c = require_contact(ev.contact);
+        // A contact marked deleted may be opened too: the pull it asks for reads the record by
+        // id, and one GHL still shows is revived (DESIGN §9).
+        auto found = find_contact(ev.contact);
+        contact_row c = found && found->deleted ? *found : require_contact(ev.contact);
         enqueue("pull", entity_kind::contact, c.id, {{"children", true}});
     }
 
@@ -690,6 +715,9 @@ private:
     const std::function<void(std::string_view)>& fail_point_;
     std::int64_t inbox_id_ = 0;
     std::optional<std::int64_t> seq_;
+    /// Links made at intake merge fields as newest_wins: both sides are what Speak4 and the
+    /// last pull said, and the newer row is the better guess.
+    conflict_policy policy_ = conflict_policy::newest_wins;
 };
 
 intake_error io_failure(SQLite::Database& db, const std::exception& e) {
@@ -719,6 +747,7 @@ std::vector<intake_outcome> intake::accept_batch(const std::vector<raw_event>& e
         // is rolled back whole and the batch runs again with a savepoint per event, so the
         // refused event leaves no trace and the others still land.
         bool refused = false;
+        bool must_record = false; // a refusal with a conflict to record: one by one
         {
             SQLite::Transaction tx(db_, SQLite::TransactionBehavior::IMMEDIATE);
             applier a(stmts_, clock_, fail_point);
@@ -727,7 +756,8 @@ std::vector<intake_outcome> intake::accept_batch(const std::vector<raw_event>& e
                     out.emplace_back(a.run(e.ev, e.body));
                 } catch (const refusal& r) {
                     refused = true;
-                    if (events.size() == 1) // the rollback below is the event's own
+                    must_record |= r.conflict.has_value();
+                    if (events.size() == 1 && !r.conflict) // the rollback below is the event's own
                         out.emplace_back(
                             intake_error{intake_error::kind::invalid, r.field, r.message});
                     break;
@@ -738,7 +768,7 @@ std::vector<intake_outcome> intake::accept_batch(const std::vector<raw_event>& e
                 tx.commit();
             // else ~Transaction rolls back everything this attempt wrote.
         }
-        if (refused && events.size() > 1)
+        if (refused && (events.size() > 1 || must_record))
             out = accept_one_by_one(events);
     } catch (const std::exception& e) {
         // The whole batch is rolled back by ~Transaction: nothing of any event was written.
@@ -765,6 +795,10 @@ std::vector<intake_outcome> intake::accept_one_by_one(const std::vector<raw_even
             stmts_.get("ROLLBACK TO event").exec();
             stmts_.get("RELEASE event").exec();
             a.forget_seq(); // its change rows are gone
+            if (r.conflict)
+                record_identity_conflict(stmts_, r.conflict->contact_id, r.conflict->field,
+                                         r.conflict->local_value, r.conflict->remote_value,
+                                         "refused", format_iso8601(clock_.now()));
             out.emplace_back(intake_error{intake_error::kind::invalid, r.field, r.message});
         }
     }

@@ -779,6 +779,26 @@ bool mirror::mark_contact_deleted(std::string_view ghl_id) {
     return true;
 }
 
+bool mirror::revive_contact(std::string_view ghl_id) {
+    // Not while Speak4's own delete of it is on its way: GHL shows it only until that lands.
+    auto& q = stmts_.get(
+        "SELECT c.id FROM contacts c WHERE c.ghl_id = ? AND c.deleted = 1 AND NOT EXISTS ("
+        "SELECT 1 FROM outbox o WHERE o.entity = 'contact' AND o.entity_id = c.id AND "
+        "o.op = 'delete' AND o.state IN ('pending', 'inflight'))");
+    q.bind(1, std::string(ghl_id));
+    if (!q.executeStep())
+        return false;
+    const std::int64_t id = q.getColumn(0).getInt64();
+    q.reset();
+    auto& u = stmts_.get("UPDATE contacts SET deleted = 0, updated_at = ? WHERE id = ?");
+    u.bind(1, now_);
+    u.bind(2, id);
+    u.exec();
+    change("contact", id, "revived");
+    log::info("contact revived: GHL shows it again", {{"contact_id", id}, {"ghl_id", ghl_id}});
+    return true;
+}
+
 // --- tasks and notes ---------------------------------------------------------------------------
 
 namespace {

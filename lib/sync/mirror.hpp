@@ -152,6 +152,11 @@ public:
     /// when it changed.
     bool mark_contact_deleted(std::string_view ghl_id);
 
+    /// A contact marked deleted that GHL shows again (a read by id, a webhook's fetch) is live
+    /// again, with a `revived` changes row (DESIGN §9); not while a delete of it from Speak4 is
+    /// queued or in flight. Returns true when it changed. Call before apply_contact().
+    bool revive_contact(std::string_view ghl_id);
+
     /// Applies the full task list of mirror contact `contact_id`. Rows with a GHL id that are
     /// absent from the list are marked deleted, unless touched at or after `listed_at` (a push
     /// that linked its GHL id while the list was in flight).

@@ -2,6 +2,7 @@
 
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "sync/identity.hpp"
 
 #include <SQLiteCpp/Statement.h>
 #include <SQLiteCpp/Transaction.h>
@@ -290,9 +291,11 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
         // Mirror context: ids and what a lookup needs.
         if (entity == entity_kind::contact) {
             auto& c = stmts_.get(
-                "SELECT ghl_id, email, phone, first_name, last_name FROM contacts WHERE id = ?");
+                "SELECT ghl_id, email, phone, first_name, last_name, speak4_id FROM contacts "
+                "WHERE id = ?");
             c.bind(1, entity_id);
             if (c.executeStep()) {
+                item.ctx.speak4_id = opt_text(c.getColumn(5));
                 item.ctx.ghl_id = opt_text(c.getColumn(0));
                 item.ctx.email = opt_text(c.getColumn(1));
                 item.ctx.phone = opt_text(c.getColumn(2));
@@ -600,11 +603,11 @@ void outbox_store::record(const work_item& item, const outcome& out,
                                       {"entity", entity},
                                       {"error", error.value_or("")}});
 
-    auto change = [&](const char* kind, const char* source) {
+    auto change = [&](const char* kind, const char* source, std::int64_t id) {
         auto& c = stmts_.get(
             "INSERT INTO changes(entity, entity_id, kind, source, ts) VALUES (?,?,?,?,?)");
         c.bind(1, entity);
-        c.bind(2, item.ctx.id);
+        c.bind(2, id);
         c.bind(3, kind);
         c.bind(4, source);
         c.bind(5, now_s);
@@ -618,52 +621,67 @@ void outbox_store::record(const work_item& item, const outcome& out,
         d.bind(1, now_s);
         d.bind(2, item.ctx.id);
         if (d.exec() > 0)
-            change("deleted", "remote");
+            change("deleted", "remote", item.ctx.id);
     }
+    if (out.conflict)
+        record_identity_conflict(stmts_, item.ctx.id, out.conflict->field,
+                                 out.conflict->local_value, out.conflict->remote_value,
+                                 out.conflict->policy, now_s);
     if (out.what == outcome::kind::done && !out.gone && item.act != action::pull) {
         // Write-back: the GHL id, GHL's timestamp and the record as GHL returned it.
+        std::int64_t target = item.ctx.id; // the row that now stands for the GHL record
         if (out.ghl_id && out.ghl_id != item.ctx.ghl_id) {
-            auto& other = stmts_.get("SELECT id FROM " + table + " WHERE ghl_id = ? AND id <> ?");
+            auto& other =
+                stmts_.get("SELECT id, speak4_id FROM " + table + " WHERE ghl_id = ? AND id <> ?");
             other.bind(1, *out.ghl_id);
             other.bind(2, item.ctx.id);
+            std::optional<std::int64_t> dup;
+            bool dup_has_speak4_id = false;
             if (other.executeStep()) {
-                // Another mirror row (pulled before this push linked it) holds the id: fold it
-                // into this one so one GHL record has one mirror row.
-                const std::int64_t dup = other.getColumn(0).getInt64();
-                if (item.ctx.entity == entity_kind::contact) {
-                    // Everything that points at the duplicate (foreign keys) moves over first.
-                    for (const char* child : {"tasks", "notes", "appointments"}) {
-                        auto& m = stmts_.get(std::string("UPDATE ") + child +
-                                             " SET contact_id = ? WHERE contact_id = ?");
-                        m.bind(1, item.ctx.id);
-                        m.bind(2, dup);
-                        m.exec();
-                    }
-                    // pull_queue is keyed by contact: keep one pending fetch for the survivor.
-                    auto& q = stmts_.get(
-                        "UPDATE OR IGNORE pull_queue SET contact_id = ? WHERE contact_id = ?");
-                    q.bind(1, item.ctx.id);
-                    q.bind(2, dup);
-                    q.exec();
-                    auto& qd = stmts_.get("DELETE FROM pull_queue WHERE contact_id = ?");
-                    qd.bind(1, dup);
-                    qd.exec();
-                }
-                auto& mo = stmts_.get(
-                    "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
-                mo.bind(1, item.ctx.id);
-                mo.bind(2, entity);
-                mo.bind(3, dup);
-                mo.exec();
-                auto& del = stmts_.get("DELETE FROM " + table + " WHERE id = ?");
-                del.bind(1, dup);
-                del.exec();
+                dup = other.getColumn(0).getInt64();
+                dup_has_speak4_id = !other.getColumn(1).isNull();
             }
-            auto& g = stmts_.get("UPDATE " + table + " SET ghl_id = ? WHERE id = ?");
-            g.bind(1, *out.ghl_id);
-            g.bind(2, item.ctx.id);
-            g.exec();
+            other.reset();
+            if (item.ctx.ghl_id) {
+                // GHL answered for another record than the one this row is linked to: one row
+                // cannot be two GHL records. Nothing is relinked; an operator decides.
+                record_identity_conflict(stmts_, item.ctx.id, "ghl_id", *out.ghl_id,
+                                         *item.ctx.ghl_id, "refused", now_s);
+            } else if (dup && item.ctx.entity == entity_kind::contact) {
+                // The mirror already has this GHL contact (pulled, or another Speak4 contact's):
+                // one person. Link: the row holding the GHL id gets this one's Speak4 ids,
+                // children and queued work; this row stays, pointing at it (DESIGN §9).
+                link_contacts(stmts_, *dup, item.ctx.id, policy_, "push", now_s);
+                target = *dup;
+            } else if (dup && dup_has_speak4_id) {
+                // A task or note Speak4 created holds the id already: two Speak4 records are
+                // not folded into one. The conflict is recorded; this row stays unlinked.
+                record_identity_conflict(stmts_, item.ctx.id, "ghl_id", *out.ghl_id,
+                                         "held by " + entity + " " + std::to_string(*dup),
+                                         "refused", now_s);
+                target = 0;
+            } else {
+                if (dup) {
+                    // A task or note the pull added before this push linked it (it carries no
+                    // Speak4 id): fold it into this row so one GHL record has one mirror row.
+                    auto& mo = stmts_.get(
+                        "UPDATE outbox SET entity_id = ? WHERE entity = ? AND entity_id = ?");
+                    mo.bind(1, item.ctx.id);
+                    mo.bind(2, entity);
+                    mo.bind(3, *dup);
+                    mo.exec();
+                    auto& del = stmts_.get("DELETE FROM " + table + " WHERE id = ?");
+                    del.bind(1, *dup);
+                    del.exec();
+                }
+                auto& g = stmts_.get("UPDATE " + table + " SET ghl_id = ? WHERE id = ?");
+                g.bind(1, *out.ghl_id);
+                g.bind(2, item.ctx.id);
+                g.exec();
+            }
         }
+        if (target == 0)
+            return;
         auto& w = stmts_.get(
             "UPDATE " + table +
             " SET remote_updated_at = COALESCE(?, remote_updated_at), raw = COALESCE(?, raw), "
@@ -673,11 +691,11 @@ void outbox_store::record(const work_item& item, const outcome& out,
         if (out.raw)
             w.bind(2, bj::serialize(*out.raw));
         w.bind(3, now_s);
-        w.bind(4, item.ctx.id);
+        w.bind(4, target);
         w.exec();
         if (item.act == action::tag_add || item.act == action::tag_remove)
             note_pushed_tags(item);
-        change("pushed", "push");
+        change("pushed", "push", target);
     }
 }
 

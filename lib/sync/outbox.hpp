@@ -4,6 +4,7 @@
 // mirror write-back in one transaction. Everything here is synchronous SQLite work that runs on
 // the database thread; the network side lives in dispatcher.hpp.
 
+#include "core/config.hpp"
 #include "core/entity.hpp"
 #include "core/time.hpp"
 #include "store/statement_cache.hpp"
@@ -29,6 +30,7 @@ struct entity_context {
     entity_kind entity = entity_kind::contact;
     std::int64_t id = 0;                       ///< mirror row id
     std::optional<std::string> ghl_id;         ///< the entity's GHL id, when known
+    std::optional<std::string> speak4_id;      ///< contacts: the first Speak4 id, when any
     std::optional<std::string> contact_ghl_id; ///< tasks and notes: their contact's GHL id
     std::int64_t contact_id = 0;               ///< tasks and notes: their contact's mirror id
     // For looking up a create whose outcome is unknown:
@@ -90,6 +92,15 @@ struct outcome {
     /// down): no attempt is spent and the row is due again at `retry_after` (the next probe).
     bool held = false;
     bool gone = false; ///< dead/done because the record vanished remotely
+    /// An identity question GHL's answer raised that an operator decides (a duplicate of a
+    /// contact linked to another Speak4 id): recorded in `conflicts` with the outcome.
+    struct identity_conflict {
+        std::string field;        ///< "speak4_id" | "ghl_id"
+        std::string local_value;  ///< this row's id
+        std::string remote_value; ///< the other one
+        std::string policy;       ///< e.g. "on_duplicate=conflict"
+    };
+    std::optional<identity_conflict> conflict;
     // Write-back on done:
     std::optional<std::string> ghl_id; ///< the entity's GHL id (create, or linked)
     std::optional<std::string> remote_updated_at;
@@ -125,6 +136,10 @@ class outbox_store {
 public:
     explicit outbox_store(SQLite::Database& db);
     SQLite::Database& db() const { return db_; }
+
+    /// How fields merge when a push learns that its contact is one the mirror already has
+    /// (a link, DESIGN §9). Default newest_wins.
+    void set_conflict_policy(conflict_policy p) { policy_ = p; }
 
     /// Rows a crash left in flight go back to pending, marked uncertain (the request may have
     /// reached GHL). Returns how many. Called once at start-up, before any claim.
@@ -180,6 +195,7 @@ private:
 
     SQLite::Database& db_;
     store::statement_cache stmts_; ///< every statement, prepared once per connection
+    conflict_policy policy_ = conflict_policy::newest_wins;
 };
 
 } // namespace speak4::sync

@@ -40,6 +40,8 @@ constexpr const char* search_cursor = "contacts.search";
 constexpr const char* legacy_cursor = "contacts.legacy";
 constexpr const char* sweep_cursor = "contacts.sweep";
 constexpr const char* resync_cursor = "contacts.resync";
+/// Set by `resync --full --allow-deletes`: the next sweep may delete more than its share.
+constexpr const char* allow_deletes_cursor = "contacts.sweep.allow_deletes";
 
 bool transient(const ghl::error& e) {
     return e.transient() || e.kind == ghl::error_kind::bad_response;
@@ -138,7 +140,7 @@ reconciler_options reconciler_options_from(const config& cfg) {
     return o;
 }
 
-void request_full_resync(SQLite::Database& db, sys_time now) {
+void request_full_resync(SQLite::Database& db, sys_time now, bool allow_deletes) {
     SQLite::Statement c(
         db,
         "INSERT INTO sync_cursors(name, value, updated_at) VALUES (?,?,?) "
@@ -147,6 +149,11 @@ void request_full_resync(SQLite::Database& db, sys_time now) {
     c.bind(2, format_iso8601(now));
     c.bind(3, format_iso8601(now));
     c.exec();
+    if (allow_deletes) {
+        c.reset();
+        c.bind(1, allow_deletes_cursor);
+        c.exec();
+    }
 }
 
 reconciler::reconciler(asio::any_io_executor ex, store::db_worker& db, ghl_access ghl,
@@ -267,11 +274,22 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
         co_return o;
     };
 
+    // A read by id answering "not found" about this contact is GHL saying it is gone; any other
+    // not-found (an HTML 404, an unknown route) is a dead letter that deletes nothing.
+    auto not_gone = [](const ghl::error& e) {
+        outcome o = outcome_from_error(e, true);
+        if (e.kind == ghl::error_kind::not_found) {
+            o.what = outcome::kind::dead;
+            o.gone = false;
+            o.error += " (not evidence that the contact is gone; nothing marked deleted)";
+        }
+        return o;
+    };
     auto got = co_await c.get_contact(id);
     if (!got) {
-        if (got.error().kind == ghl::error_kind::not_found)
+        if (says_gone(got.error(), entity_kind::contact, id))
             co_return co_await mark_gone();
-        co_return outcome_from_error(got.error(), true);
+        co_return not_gone(got.error());
     }
 
     std::optional<std::vector<ghl::task>> tasks;
@@ -281,16 +299,16 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
     if (item.children && opt_.entities.tasks) {
         auto t = co_await c.list_tasks(id);
         if (!t) {
-            if (t.error().kind == ghl::error_kind::not_found)
+            if (says_gone(t.error(), entity_kind::contact, id))
                 co_return co_await mark_gone();
-            co_return outcome_from_error(t.error(), true);
+            co_return not_gone(t.error());
         }
         tasks = std::move(*t);
     }
     if (item.children && opt_.entities.notes) {
         auto n = co_await c.list_notes(id);
         if (!n)
-            co_return outcome_from_error(n.error(), true);
+            co_return not_gone(n.error());
         notes = std::move(*n);
     }
     if (item.children && opt_.entities.appointments) {
@@ -320,6 +338,7 @@ asio::awaitable<outcome> reconciler::pull_contact(ghl::client& c, const work_ite
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);
             mirror m = make_mirror(db);
             m.set_fetched_at(listed_at);
+            m.revive_contact(got->id); // GHL shows it: a contact marked deleted lives again
             contact_result r = m.apply_contact(*got);
             if (!r.skipped) {
                 if (tasks)
@@ -575,6 +594,7 @@ struct reconciler::page_plan {
         ghl::contact record;
         bool changed = false; // dateUpdated moved on a contact we had
         std::optional<prepared_contact> prepared;
+        bool revive = false; // marked deleted, yet a read by id shows it
     };
     std::vector<to_apply> apply;
     std::vector<std::string> gone;
@@ -616,7 +636,13 @@ reconciler::plan_page(page_fetch& page, bool full, std::set<std::string>& busine
             plan.last_updated = u;
         plan.last_id = c.id;
         if (k && k->deleted) {
-            ++report.skipped;
+            // Listed although the mirror has it deleted: a search index behind GHL, or a
+            // deletion that was wrong. A read by id (never lagged) decides (DESIGN §9).
+            auto whole = co_await fetch_whole(*page.client, c.id, report);
+            if (whole && whole->id == c.id)
+                plan.apply.push_back({std::move(*whole), true, std::nullopt, true});
+            else
+                ++report.skipped;
             continue;
         }
         const bool had = k && k->has_raw;
@@ -638,7 +664,7 @@ reconciler::plan_page(page_fetch& page, bool full, std::set<std::string>& busine
         auto whole = co_await fetch_whole(*page.client, c.id, report);
         if (whole) {
             plan.apply.push_back({std::move(*whole), had, std::nullopt});
-        } else if (whole.error().kind == ghl::error_kind::not_found) {
+        } else if (says_gone(whole.error(), entity_kind::contact, c.id)) {
             plan.gone.push_back(c.id);
         } else if (transient(whole.error())) {
             plan.deferred.push_back(c.id);
@@ -666,6 +692,8 @@ pull_report reconciler::commit_page(SQLite::Database& db, page_plan& plan, const
     m.set_fetched_at(pc.fetched_at);
     pull_report t;
     for (auto& a : plan.apply) {
+        if (a.revive)
+            m.revive_contact(a.record.id);
         const contact_result r = a.prepared ? m.apply_contact(a.record, std::move(*a.prepared))
                                             : m.apply_contact(a.record);
         if (r.skipped) {
@@ -966,6 +994,7 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
                 }
                 for (const auto& c : r->contacts)
                     ids.push_back(c.id);
+                cur["total"] = r->total ? bj::value(*r->total) : bj::value(nullptr);
                 more = r->more && (r->next_start_after || r->next_start_after_id);
                 cur["start_after"] =
                     r->next_start_after ? bj::value(*r->next_start_after) : bj::value(nullptr);
@@ -995,6 +1024,7 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
                 }
                 for (const auto& c : r->contacts)
                     ids.push_back(c.id);
+                cur["total"] = r->total ? bj::value(*r->total) : bj::value(nullptr);
                 more = r->more;
                 cur["search_after"] = r->next_search_after;
                 if (r->skipped > 0) {
@@ -1049,10 +1079,35 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
             const long long missing = count.getColumn(0).getInt64();
             count.reset();
             sweep_report r;
-            if (missing > 100 && missing * 2 > live) {
+            // Deletion needs evidence (DESIGN §9): the listing must be whole (as many distinct
+            // ids as GHL's `total` says it holds), and a sweep removes at most a share of the
+            // mirror unless an operator allowed more (`resync --full --allow-deletes`).
+            const long long seen = db.execAndGet("SELECT COUNT(*) FROM sweep_seen").getInt64();
+            const auto total = json::get_int(cur, "total");
+            const bool allowed = m.cursor(allow_deletes_cursor).has_value();
+            const long long share =
+                std::max<long long>(1, live * opt_.sweep_max_delete_percent / 100);
+            r.listed_distinct = seen;
+            r.total = total;
+            if (missing > 0 && (!total || *total != seen)) {
                 r.refused = true;
-                log::error("delete sweep refused: too many contacts missing from GHL's listing",
-                           {{"missing", missing}, {"live", live}, {"listed", report.listed}});
+                r.refusal = total ? "the listing has " + std::to_string(seen) +
+                                        " contacts, GHL's total says " + std::to_string(*total)
+                                  : "GHL's listing gave no total to check it against";
+            } else if (missing > share && !allowed) {
+                r.refused = true;
+                r.refusal = std::to_string(missing) + " of " + std::to_string(live) +
+                            " contacts missing from the listing: more than the " +
+                            std::to_string(opt_.sweep_max_delete_percent) +
+                            "% a sweep deletes by itself (resync --full --allow-deletes)";
+            }
+            if (r.refused) {
+                log::error("delete sweep refused: nothing deleted",
+                           {{"reason", r.refusal},
+                            {"missing", missing},
+                            {"live", live},
+                            {"listed", seen},
+                            {"total", total ? bj::value(*total) : bj::value(nullptr)}});
             } else if (missing > 0) {
                 std::vector<std::string> ids;
                 SQLite::Statement q(db, "SELECT c.ghl_id" + where);
@@ -1064,6 +1119,8 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
                     r.deleted += m.mark_contact_deleted(id) ? 1 : 0;
             }
             db.exec("DELETE FROM sweep_seen");
+            if (allowed && !r.refused)
+                m.erase_cursor(allow_deletes_cursor); // spent by the sweep it was meant for
             m.set_cursor(sweep_cursor, bj::serialize(bj::object{{"complete", true},
                                                                 {"last_sweep_at", started_at}}));
             tx.commit();
@@ -1071,6 +1128,9 @@ asio::awaitable<sweep_report> reconciler::sweep_deletes() {
         });
         report.deleted = done.deleted;
         report.refused = done.refused;
+        report.refusal = done.refusal;
+        report.listed_distinct = done.listed_distinct;
+        report.total = done.total;
         report.complete = true;
         log::info("delete sweep", {{"pages", report.pages},
                                    {"listed", report.listed},
@@ -1163,7 +1223,7 @@ asio::awaitable<bool> reconciler::run_child_job(const job& j) {
                       {{"ghl_id", j.ghl_id}, {"error", a.error().what()}});
     }
 
-    const bool gone = failure && failure->kind == ghl::error_kind::not_found;
+    const bool gone = failure && says_gone(*failure, entity_kind::contact, j.ghl_id);
     try {
         co_await db_.run([&](SQLite::Database& db) {
             SQLite::Transaction tx(db, SQLite::TransactionBehavior::IMMEDIATE);

@@ -25,16 +25,21 @@
 //     push_reserve_percent of the burst.
 //   * pull_contact(): the dispatcher's pull_fn for outbox op='pull' rows (contact.opened,
 //     webhooks, lead.created): GET /contacts/:id and, when the item asks for children, its
-//     tasks, notes and appointments; applied in one transaction. A 404 / 400 "not found" marks
-//     the contact deleted (outcome.gone). Audit rows are the dispatcher's (its client's
-//     observer).
+//     tasks, notes and appointments; applied in one transaction. A not-found that names the
+//     contact (says_gone) marks it deleted (outcome.gone); any other 404 is a dead letter. A
+//     contact marked deleted that the read shows is revived (a `revived` changes row), and so is
+//     one a listing shows again once a read by id confirms it. Audit rows are the dispatcher's (its
+//     client's observer).
 //   * Conflicts, bad input, tag routes, reminders: lib/sync/mirror.hpp and rules.hpp.
 //   * Remote deletes: every sync.full_sweep_hours (0 = never) a sweep lists every GHL contact id
 //     (search sorted by dateAdded, which never moves; or the legacy listing) into table
 //     sweep_seen, page by page (bounded memory, resumable), then marks mirror contacts whose
 //     ghl_id was not listed deleted (a changes row each). Rows touched since the sweep began
-//     (minus a margin for the index lag) are left alone, and a sweep that would delete more
-//     than half of the live mirror (and over 100 contacts) is refused and logged instead: an
+//     (minus a margin for the index lag) are left alone. Deletion needs evidence (DESIGN §9):
+//     the sweep deletes nothing when its listing disagrees with GHL's `total` (as many distinct
+//     ids as GHL says it holds, or no total given), or when it would remove more than
+//     sweep_max_delete_percent (10%) of the live mirror, at least one contact (small mirrors
+//     too); `resync --full --allow-deletes` lifts the share limit for the next sweep. An
 //     empty or truncated listing must not wipe the mirror.
 //   * Reminders: due reminders are fired (rules.hpp fire_due_reminders) by the timer loop,
 //     which wakes for the next one.
@@ -111,6 +116,9 @@ struct reconciler_options {
     std::chrono::milliseconds fetch_retry_max{2000};
     std::chrono::milliseconds child_idle_poll{std::chrono::seconds(1)};
     std::chrono::milliseconds sweep_margin{std::chrono::minutes(1)};
+    /// A sweep deletes at most this share of the live mirror (and at least one contact) unless
+    /// `resync --full --allow-deletes` allowed more.
+    int sweep_max_delete_percent = 10;
 };
 
 /// From [sync] and [rules].
@@ -144,7 +152,10 @@ struct sweep_report {
     bool ok = true;
     std::string error;
     bool complete = false;
-    bool refused = false; ///< too many would have been deleted: nothing was
+    bool refused = false;           ///< the listing was not evidence enough: nothing was deleted
+    std::string refusal;            ///< why
+    long long listed_distinct = 0;  ///< distinct ids the whole sweep listed
+    std::optional<long long> total; ///< GHL's total (last page)
     long long pages = 0;
     long long listed = 0;
     long long deleted = 0;
@@ -152,7 +163,10 @@ struct sweep_report {
 
 /// Persists a request for a full resync, picked up by the daemon's next pass. Any process may
 /// call it (CLI `resync --full`). Its own transaction.
-void request_full_resync(SQLite::Database& db, sys_time now);
+/// `allow_deletes` (`resync --full --allow-deletes`): the sweep that follows may delete more than
+/// sweep_max_delete_percent of the mirror (once; a listing that disagrees with GHL's total still
+/// deletes nothing).
+void request_full_resync(SQLite::Database& db, sys_time now, bool allow_deletes = false);
 
 /// The pull path. See the top of this file.
 class reconciler {

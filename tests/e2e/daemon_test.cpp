@@ -593,6 +593,8 @@ struct chaos_contact {
     int i = 0;
     bool poison = false;
     bool deleted = false;
+    bool lead = false; ///< a lead.created with the same email follows (another Speak4 id)
+    bool dup = false;  ///< a second Speak4 contact with the same email follows
     std::string speak4_id() const { return "s4-" + std::to_string(i); }
     std::string events() const {
         const std::string n = std::to_string(i);
@@ -616,9 +618,17 @@ struct chaos_contact {
             n + R"("}})" + "\n";
         if (deleted)
             out += id + R"(9","type":"contact.deleted",)" + c + "}\n";
+        // One person, several Speak4 ids (DESIGN §9): both link to the one GHL contact,
+        // whichever reaches GHL first.
+        if (lead)
+            out += id + R"(L","type":"lead.created","contact":{"speak4_id":"s4-lead-)" + n +
+                   R"(","email":"p)" + n + R"(@example.com"}})" + "\n";
+        if (dup)
+            out += id + R"(D","type":"contact.created","contact":{"speak4_id":"s4-dup-)" + n +
+                   R"(","firstName":"P)" + n + R"(","email":"p)" + n + R"(@example.com"}})" + "\n";
         return out;
     }
-    std::size_t event_count() const { return deleted ? 9 : 8; }
+    std::size_t event_count() const { return (deleted ? 9 : 8) + (lead ? 1 : 0) + (dup ? 1 : 0); }
 };
 
 std::vector<std::string> sorted_strings(const bj::value& v) {
@@ -630,7 +640,8 @@ std::vector<std::string> sorted_strings(const bj::value& v) {
 }
 
 // Chaos: a mixed workload (creates with nested notes, updates, tags added and removed, tasks
-// created and completed, notes, deletes, and a few permanently refused contacts) against 10%
+// created and completed, notes, deletes, leads and second Speak4 contacts with the email of an
+// existing one, and a few permanently refused contacts) against 10%
 // injected faults (429, 500, 503, timeouts, drops before and after applying), with SIGKILL at
 // random moments, at least 20 times, while events keep arriving. Then every accepted event's
 // effect exists in GHL exactly once, the mirror agrees with GHL, the only dead letters are the
@@ -646,6 +657,8 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
         for (std::size_t until = total_events + events; total_events < until;) {
             const int i = static_cast<int>(people.size());
             chaos_contact c{i, i % 25 == 13, i % 12 == 11 && i % 25 != 13};
+            c.lead = !c.poison && !c.deleted && i % 10 == 4;
+            c.dup = !c.poison && !c.deleted && i % 10 == 7;
             total_events += c.event_count();
             people.push_back(c);
         }
@@ -654,8 +667,9 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
     const int batches = static_cast<int>(std::clamp<std::size_t>(total_events / 400, 4, 12));
 
     // GHL's rate limit on, the daemon configured to match: no 429 may be caused, kills included.
+    // Duplicate emails link (whichever Speak4 id reaches GHL first keeps the record).
     sim_->set_rate_limits(true, 300, 1000, 100000000);
-    write_config("[rate_limit]\nburst = 300\nwindow_seconds = 1\n");
+    write_config("[rate_limit]\nburst = 300\nwindow_seconds = 1\n", "on_duplicate = \"link\"\n");
     speak4::sim::fault_config f;
     f.error_rate = 0.04;
     f.error_statuses = {429, 500, 503};
@@ -844,6 +858,17 @@ TEST_F(daemon_test, chaos_faults_and_sigkills_converge_exactly_once) {
         EXPECT_EQ(m.getColumn(5).getInt(), 0);
         EXPECT_EQ(m.getColumn(6).getInt(), 1) << "the mirror's task is not GHL's, completed";
         EXPECT_EQ(m.getColumn(7).getInt(), 2);
+        if (p.lead || p.dup) {
+            // Both Speak4 ids name the one mirror contact holding the GHL record.
+            SQLite::Statement a(db, "SELECT COUNT(DISTINCT c.id), MIN(c.ghl_id) FROM "
+                                    "contact_aliases a JOIN contacts c ON c.id = a.contact_id "
+                                    "WHERE a.speak4_id IN (?1, ?2)");
+            a.bind(1, p.speak4_id());
+            a.bind(2, (p.lead ? "s4-lead-" : "s4-dup-") + n);
+            ASSERT_TRUE(a.executeStep());
+            EXPECT_EQ(a.getColumn(0).getInt(), 1) << p.speak4_id() << " was not linked";
+            EXPECT_EQ(a.getColumn(1).getString(), gid) << history();
+        }
     }
     EXPECT_EQ(state.at("contacts").as_array().size(), live);
     EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE ghl_id IS NOT NULL AND deleted = 0"),
@@ -976,4 +1001,80 @@ TEST_F(daemon_test, secrets_never_reach_logs_audit_rows_or_the_database) {
     EXPECT_EQ(
         count("SELECT COUNT(*) FROM audit_log WHERE error LIKE '%Bearer%' OR path LIKE '%Bearer%'"),
         0);
+}
+
+// DESIGN §9: a lead.created matching a Speak4 contact already in GHL links the two Speak4 ids to
+// the one GHL contact; events for either land on it, and its tasks and notes stay.
+TEST_F(daemon_test, a_lead_matching_a_contact_in_ghl_links_and_both_ids_keep_working) {
+    auto d = start_daemon();
+    ASSERT_TRUE(
+        wait_until([&] { return notify_.poll().find("READY=1") != std::string::npos; }, 20000));
+    ASSERT_EQ(cli({"emit", "-"}, contact_event(42)).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM tasks WHERE ghl_id IS NOT NULL") == 1;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    const std::string lead =
+        R"({"type":"lead.created","event_id":"lead-7","contact":{"speak4_id":"s4-lead-7",)"
+        R"("email":"p42@example.com","phone":"+15550004242"}})"
+        "\n";
+    ASSERT_EQ(cli({"emit", "-"}, lead).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM changes WHERE kind = 'linked'") == 1;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    // One GHL contact; both ids resolve to the row holding it; nothing carrying an id deleted.
+    ASSERT_EQ(sim_->state().at("contacts").as_array().size(), 1u);
+    const std::string gid(sim_->state().at("contacts").at(0).at("id").as_string());
+    EXPECT_EQ(count("SELECT COUNT(DISTINCT contact_id) FROM contact_aliases WHERE speak4_id IN "
+                    "('s4-42', 's4-lead-7')"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts c JOIN contact_aliases a ON a.contact_id = c.id "
+                    "WHERE a.speak4_id = 's4-lead-7' AND c.ghl_id = '" +
+                    gid + "' AND c.deleted = 0"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM contacts WHERE speak4_id = 's4-lead-7'"), 1);
+    // Events for both Speak4 ids are accepted (exit 0) and land on the one GHL contact.
+    const std::string updates =
+        R"({"type":"contact.updated","event_id":"u-a","contact":{"speak4_id":"s4-42","firstName":"Ada"}})"
+        "\n"
+        R"({"type":"contact.updated","event_id":"u-b","contact":{"speak4_id":"s4-lead-7","lastName":"Lead"}})"
+        "\n"
+        R"({"type":"task.created","event_id":"t-b","contact":{"speak4_id":"s4-lead-7"},"task":{"speak4_id":"t-lead","title":"Call the lead","dueDate":"2026-12-04T15:00:00Z"}})"
+        "\n";
+    ASSERT_EQ(cli({"emit", "-"}, updates).exit_code, 0);
+    ASSERT_TRUE(wait_until(
+        [&] {
+            return drained() && count("SELECT COUNT(*) FROM tasks WHERE ghl_id IS NOT NULL") == 2;
+        },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    const auto state = sim_->state();
+    ASSERT_EQ(state.at("contacts").as_array().size(), 1u);
+    const auto& c = state.at("contacts").at(0).as_object();
+    EXPECT_EQ(c.at("firstName").as_string(), "Ada");
+    EXPECT_EQ(c.at("lastName").as_string(), "Lead");
+    EXPECT_EQ(c.at("phone").as_string(), "+15550004242");
+    // Its tasks and notes kept, all on the one contact, in GHL and in the mirror.
+    ASSERT_EQ(state.at("tasks").as_array().size(), 2u);
+    for (const auto& t : state.at("tasks").as_array())
+        EXPECT_EQ(t.at("contactId").as_string(), gid);
+    ASSERT_EQ(state.at("notes").as_array().size(), 1u);
+    EXPECT_EQ(state.at("notes").at(0).at("contactId").as_string(), gid);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM tasks t JOIN contacts c ON c.id = t.contact_id WHERE "
+                    "c.ghl_id = '" +
+                    gid + "' AND t.deleted = 0"),
+              2);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM notes n JOIN contacts c ON c.id = n.contact_id WHERE "
+                    "c.ghl_id = '" +
+                    gid + "' AND n.deleted = 0"),
+              1);
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'dead'"), 0);
+    EXPECT_EQ(sim_->get_stats().creates.at("contact"), 1);
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(20000), 0);
 }

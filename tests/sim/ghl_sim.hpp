@@ -71,6 +71,16 @@ struct fault_config {
     /// `stats.outage_requests`.
     std::string outage;
     long long outage_ms = 0;
+    /// Answers that are not "the record is gone" although they look like it (DESIGN §9), each
+    /// for the route templates listed ("PUT /contacts/:contactId"), after auth and limits,
+    /// without applying anything, every time (not drawn, not counted in `faults`):
+    /// an HTML 404 page, as a proxy or a wrong base_url path answers ...
+    std::vector<std::string> html_404_routes;
+    /// ... and GHL's 400 {"message":"User not found"} (an assignedTo naming no user).
+    std::vector<std::string> user_not_found_routes;
+    /// Contact ids POST /contacts/search leaves out of its results while its `total` still counts
+    /// them (a partial index): a listing that is incomplete and disagrees with `total`.
+    std::vector<std::string> search_hides;
 };
 
 struct options {
@@ -118,7 +128,7 @@ struct request_record {
     int status = 0;     // 0: no answer (dropped or held)
     std::string fault;  // "", "error", "drop_before", "drop_after", "timeout",
                         // "malformed", "slow", "rate_limited", "rejected", "outage_503",
-                        // "outage_reset", "outage_hang"
+                        // "outage_reset", "outage_hang", "html_404", "user_not_found"
     std::string body;   // request body (first 64 KiB)
 };
 

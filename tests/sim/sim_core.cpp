@@ -1808,6 +1808,25 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
         res.headers.insert(res.headers.begin(), rl_headers.begin(), rl_headers.end());
         return res;
     }
+    auto listed = [&](const std::vector<std::string>& routes) {
+        return std::find(routes.begin(), routes.end(), r.tmpl) != routes.end();
+    };
+    if (listed(faults_.html_404_routes)) {
+        rec.fault = "html_404";
+        http_response res;
+        res.status = 404;
+        res.content_type = "text/html";
+        res.body = "<html><head><title>404 Not Found</title></head><body><center><h1>404 Not "
+                   "Found</h1></center><hr><center>nginx</center></body></html>";
+        res.headers.insert(res.headers.begin(), rl_headers.begin(), rl_headers.end());
+        return res;
+    }
+    if (listed(faults_.user_not_found_routes)) {
+        rec.fault = "user_not_found";
+        http_response res = error_response(400, "User not found", "Bad Request");
+        res.headers.insert(res.headers.begin(), rl_headers.begin(), rl_headers.end());
+        return res;
+    }
     const bool eligible =
         faults_.routes.empty() ||
         std::find(faults_.routes.begin(), faults_.routes.end(), r.tmpl) != faults_.routes.end();
@@ -2585,6 +2604,10 @@ http_response core::contact_search(const bj::object& body) {
 
     bj::array contacts;
     for (const auto* c : found) {
+        const auto& hides = faults_.search_hides;
+        if (std::find(hides.begin(), hides.end(), c->id) != hides.end()) {
+            continue;
+        }
         bj::object o = render_contact(*c);
         bj::array sa;
         for (const auto& s : sorts) {
@@ -3334,10 +3357,14 @@ bj::object faults_to_json(const fault_config& f) {
     for (int s : f.error_statuses) {
         statuses.emplace_back(s);
     }
-    bj::array routes;
-    for (const auto& r : f.routes) {
-        routes.emplace_back(r);
-    }
+    auto strings = [](const std::vector<std::string>& v) {
+        bj::array a;
+        for (const auto& s : v) {
+            a.emplace_back(s);
+        }
+        return a;
+    };
+    bj::array routes = strings(f.routes);
     return bj::object{{"error_rate", f.error_rate},
                       {"error_statuses", std::move(statuses)},
                       {"drop_after_apply_rate", f.drop_after_apply_rate},
@@ -3355,7 +3382,9 @@ bj::object faults_to_json(const fault_config& f) {
                       {"search_lag_ms", f.search_lag_ms},
                       {"search_lag_jitter_ms", f.search_lag_jitter_ms},
                       {"outage", f.outage},
-                      {"outage_ms", f.outage_ms}};
+                      {"outage_ms", f.outage_ms},
+                      {"html_404_routes", strings(f.html_404_routes)},
+                      {"user_not_found_routes", strings(f.user_not_found_routes)}};
 }
 
 std::optional<fault_config> faults_from_json(const bj::object& o, std::string& error) {
@@ -3390,7 +3419,8 @@ std::optional<fault_config> faults_from_json(const bj::object& o, std::string& e
             }
             continue;
         }
-        if (k == "error_statuses" || k == "routes") {
+        if (k == "error_statuses" || k == "routes" || k == "html_404_routes" ||
+            k == "user_not_found_routes") {
             if (!v.is_array()) {
                 error = std::string(k) + " must be an array";
                 return std::nullopt;
@@ -3401,6 +3431,10 @@ std::optional<fault_config> faults_from_json(const bj::object& o, std::string& e
             for (const auto& e : v.get_array()) {
                 if (k == "routes" && e.is_string()) {
                     f.routes.emplace_back(e.get_string());
+                } else if (k == "html_404_routes" && e.is_string()) {
+                    f.html_404_routes.emplace_back(e.get_string());
+                } else if (k == "user_not_found_routes" && e.is_string()) {
+                    f.user_not_found_routes.emplace_back(e.get_string());
                 } else if (k == "error_statuses" && as_ll(e)) {
                     f.error_statuses.push_back(static_cast<int>(*as_ll(e)));
                 } else {

@@ -80,6 +80,8 @@ const bad_case bad_cases[] = {
      3, "must be one of search, legacy"},
     {"bad_fetch_children", "[sync]\nfetch_children = \"some\"\n", "sync.fetch_children", 2,
      "must be one of all, on_demand"},
+    {"bad_on_duplicate", "[sync]\non_duplicate = \"merge\"\n", "sync.on_duplicate", 2,
+     "must be one of conflict, link"},
     {"bad_auth", "[ghl]\nauth = \"basic\"\n", "ghl.auth", 2, "must be one of private_token, oauth"},
     {"bad_log_level", "[logging]\nlevel = \"verbose\"\n", "logging.level", 2,
      "must be one of trace, debug, info, warn, error, critical, off"},
@@ -343,6 +345,7 @@ TEST(config, empty_file_gives_defaults) {
     EXPECT_EQ(c.sync.coalesce_ms, 250);
     EXPECT_EQ(c.sync.list_mode, list_mode::search);
     EXPECT_EQ(c.sync.fetch_children, fetch_children::all);
+    EXPECT_EQ(c.sync.on_duplicate, on_duplicate::conflict);
     EXPECT_EQ(c.sync.audit_retention_days, 30);
     EXPECT_EQ(c.api.listen, "127.0.0.1:8737");
     EXPECT_TRUE(c.api.token_file.empty());
@@ -496,6 +499,10 @@ TEST(config, every_enum_value_and_its_name) {
     EXPECT_EQ(to_string(conflict_policy::local_wins), "local_wins");
     EXPECT_EQ(to_string(list_mode::legacy), "legacy");
     EXPECT_EQ(to_string(fetch_children::on_demand), "on_demand");
+    for (auto v : {on_duplicate::conflict, on_duplicate::link}) {
+        const config c = parse("sync.on_duplicate = \"" + std::string(to_string(v)) + "\"\n");
+        EXPECT_EQ(c.sync.on_duplicate, v);
+    }
     const std::pair<const char*, log::level> levels[] = {
         {"trace", log::level::trace}, {"debug", log::level::debug},
         {"info", log::level::info},   {"warn", log::level::warn},
@@ -653,7 +660,8 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
       "probe_max_ms"}},
     {"sync",
      {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "index_lag_seconds",
-      "list_mode", "fetch_children", "audit_retention_days", "direction", "entities", "mode"}},
+      "list_mode", "fetch_children", "on_duplicate", "audit_retention_days", "direction",
+      "entities", "mode"}},
     {"api", {"listen", "token_file"}},
     {"webhooks", {"enabled", "public_key_file", "rsa_public_key_file", "max_age_seconds"}},
     {"alerts",

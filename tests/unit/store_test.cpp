@@ -171,6 +171,115 @@ TEST(store, the_outbox_rebuild_keeps_rows_ids_indexes_and_the_same_checks) {
     EXPECT_THROW(db->exec("UPDATE outbox SET inbox_id = 999 WHERE id = 41"), SQLite::Exception);
 }
 
+TEST(store, deleting_and_recreating_records_never_reuses_a_mirror_id) {
+    // DESIGN §9: a changes row always names the same record, so an id once given is never
+    // given again, even after the newest row of a table is deleted.
+    temp_dir dir;
+    auto db = store::open_database({dir / "s.db"});
+    store::migrate(*db);
+    auto last = [&] { return db->getLastInsertRowid(); };
+    db->exec("INSERT INTO contacts(speak4_id, created_at, updated_at) VALUES ('s4-1','t','t')");
+    const auto c1 = last();
+    db->exec("INSERT INTO contacts(ghl_id, created_at, updated_at) VALUES ('g-2','t','t')");
+    const auto c2 = last();
+    auto child = [&](const std::string& sql) {
+        db->exec(sql);
+        return last();
+    };
+    const auto t = child("INSERT INTO tasks(ghl_id, contact_id, created_at, updated_at) VALUES "
+                         "('t-1'," +
+                         std::to_string(c2) + ",'t','t')");
+    const auto n = child("INSERT INTO notes(ghl_id, contact_id, created_at, updated_at) VALUES "
+                         "('n-1'," +
+                         std::to_string(c2) + ",'t','t')");
+    const auto a = child("INSERT INTO appointments(ghl_id, contact_id, updated_at) VALUES "
+                         "('a-1'," +
+                         std::to_string(c2) + ",'t')");
+    // Delete the newest row of each table, then create another: a fresh id each time.
+    db->exec("DELETE FROM tasks WHERE id = " + std::to_string(t));
+    db->exec("DELETE FROM notes WHERE id = " + std::to_string(n));
+    db->exec("DELETE FROM appointments WHERE id = " + std::to_string(a));
+    db->exec("DELETE FROM contacts WHERE id = " + std::to_string(c2));
+    const auto c3 = child("INSERT INTO contacts(ghl_id, created_at, updated_at) VALUES "
+                          "('g-2','t','t')");
+    EXPECT_GT(c3, c2);
+    const auto t2 = child("INSERT INTO tasks(ghl_id, contact_id, created_at, updated_at) VALUES "
+                          "('t-1'," +
+                          std::to_string(c3) + ",'t','t')");
+    const auto n2 = child("INSERT INTO notes(ghl_id, contact_id, created_at, updated_at) VALUES "
+                          "('n-1'," +
+                          std::to_string(c3) + ",'t','t')");
+    const auto a2 = child("INSERT INTO appointments(ghl_id, contact_id, updated_at) VALUES "
+                          "('a-1'," +
+                          std::to_string(c3) + ",'t')");
+    EXPECT_GT(t2, t);
+    EXPECT_GT(n2, n);
+    EXPECT_GT(a2, a);
+    // The same after a reopen (the high-water mark is on disk, not in the connection).
+    db.reset();
+    db = store::open_database({dir / "s.db"});
+    db->exec("DELETE FROM tasks WHERE id = " + std::to_string(t2));
+    db->exec("INSERT INTO tasks(ghl_id, contact_id, created_at, updated_at) VALUES ('t-3'," +
+             std::to_string(c3) + ",'t','t')");
+    EXPECT_GT(db->getLastInsertRowid(), t2);
+    // A contact's Speak4 id is also its first alias.
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM contact_aliases WHERE speak4_id = 's4-1'")
+                  .getInt64(),
+              c1);
+}
+
+TEST(store, the_stable_id_rebuild_keeps_rows_ids_references_and_indexes) {
+    temp_dir dir;
+    auto db = store::open_database({dir / "s.db"});
+    std::vector<store::migration> before;
+    for (const auto& m : store::embedded_migrations())
+        if (m.version < 6)
+            before.push_back(m);
+    store::migrate(*db, before);
+    db->exec("INSERT INTO contacts(id, speak4_id, ghl_id, email, created_at, updated_at) VALUES "
+             "(5, 's4-5', 'g-5', 'ada@example.com', 'c', 'u'), (9, NULL, 'g-9', NULL, 'c', 'u')");
+    db->exec("INSERT INTO tasks(id, speak4_id, contact_id, title, created_at, updated_at) VALUES "
+             "(3, 't-3', 5, 'call', 'c', 'u')");
+    db->exec("INSERT INTO notes(id, ghl_id, contact_id, body, created_at, updated_at) VALUES "
+             "(4, 'n-4', 9, 'hi', 'c', 'u')");
+    db->exec("INSERT INTO appointments(id, ghl_id, contact_id, updated_at) VALUES (2, 'a-2', 9, "
+             "'u')");
+    db->exec("INSERT INTO reminders(appointment_id, remind_at) VALUES (2, 'r')");
+    db->exec("INSERT INTO pull_queue(contact_id, what, reason, next_attempt_at, created_at) "
+             "VALUES (9, 'all', 'initial', 'n', 'c')");
+    store::migrate(*db);
+    ASSERT_GE(store::schema_version(*db), 6);
+    EXPECT_EQ(db->execAndGet("SELECT email FROM contacts WHERE id = 5").getString(),
+              "ada@example.com");
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM tasks WHERE id = 3").getInt64(), 5);
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM notes WHERE id = 4").getInt64(), 9);
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM appointments WHERE id = 2").getInt64(), 9);
+    EXPECT_EQ(db->execAndGet("SELECT appointment_id FROM reminders").getInt64(), 2);
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM pull_queue").getInt64(), 9);
+    EXPECT_EQ(db->execAndGet("SELECT contact_id FROM contact_aliases WHERE speak4_id = 's4-5'")
+                  .getInt64(),
+              5);
+    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM contact_aliases").getInt(), 1);
+    EXPECT_EQ(db->execAndGet("SELECT COUNT(*) FROM pragma_foreign_key_check").getInt(), 0);
+    // The references point at the rebuilt tables (by their final names) and still hold.
+    EXPECT_THROW(db->exec("UPDATE tasks SET contact_id = 999 WHERE id = 3"), SQLite::Exception);
+    EXPECT_THROW(db->exec("UPDATE reminders SET appointment_id = 999"), SQLite::Exception);
+    EXPECT_THROW(db->exec("UPDATE pull_queue SET contact_id = 999"), SQLite::Exception);
+    EXPECT_EQ(
+        db->execAndGet("SELECT COUNT(*) FROM sqlite_master WHERE instr(sql, '_new') > 0").getInt(),
+        0);
+    std::set<std::string> indexes;
+    SQLite::Statement ix(*db, "SELECT name FROM sqlite_master WHERE type = 'index'");
+    while (ix.executeStep())
+        indexes.insert(ix.getColumn(0).getString());
+    for (const char* name : {"contacts_email", "contacts_phone", "tasks_contact", "notes_contact",
+                             "appointments_contact", "reminders_due", "pull_queue_due"})
+        EXPECT_TRUE(indexes.count(name)) << name;
+    // New ids continue above the highest kept one.
+    db->exec("INSERT INTO contacts(ghl_id, created_at, updated_at) VALUES ('g-new','c','u')");
+    EXPECT_EQ(db->getLastInsertRowid(), 10);
+}
+
 TEST(store, a_database_newer_than_the_binary_is_refused) {
     temp_dir dir;
     auto db = store::open_database({dir / "s.db"});

@@ -422,7 +422,8 @@ TEST_F(webhook_store_test, a_failing_transaction_stores_nothing) {
     EXPECT_EQ(count("SELECT COUNT(*) FROM webhook_seen"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM contacts"), 0);
     db_->exec("DROP TRIGGER no_pull");
-    EXPECT_EQ(count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"), 0);
+    EXPECT_EQ(
+        count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = 'no_pull'"), 0);
     EXPECT_EQ(count("SELECT COUNT(*) FROM webhook_seen"), 0);
     auto retry = store_->apply(info("w-1", "ContactUpdate", "ghl-1"));
     EXPECT_TRUE(retry) << "GHL's retry then works: " << (retry ? "" : retry.error().message);
