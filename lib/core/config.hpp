@@ -84,6 +84,14 @@ struct retry_config {
 };
 
 /// The circuit breaker in front of GHL (lib/ghl/breaker.hpp).
+struct health_config {
+    /// A loop that completes no iteration for this long (beyond its own sleep) is reported
+    /// stalled, and so is a database job that waits this long for a lock: /healthz is not ok.
+    int stall_after_seconds = 60;
+
+    bool operator==(const health_config&) const = default;
+};
+
 struct breaker_config {
     int failure_percent = 60;
     int window_requests = 20;
@@ -150,6 +158,7 @@ struct config {
     rate_limit_config rate_limit;
     retry_config retry;
     breaker_config breaker;
+    health_config health;
     sync_config sync;
     api_config api;
     webhooks_config webhooks;

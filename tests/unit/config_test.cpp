@@ -637,6 +637,7 @@ const std::vector<std::pair<std::string, std::vector<std::string>>> design_keys 
     {"breaker",
      {"failure_percent", "window_requests", "min_requests", "window_seconds", "probe_interval_ms",
       "probe_max_ms"}},
+    {"health", {"stall_after_seconds"}},
     {"sync",
      {"poll_interval_seconds", "full_sweep_hours", "conflict", "coalesce_ms", "index_lag_seconds",
       "list_mode", "fetch_children", "audit_retention_days"}},

@@ -100,6 +100,7 @@ struct fake_ghl final : token_endpoint {
     bool location_inactive = false;
     int next = 1;
     int refresh_calls = 0, code_calls = 0;
+    long long expires_in = 86399;
 
     error refuse(int status, const std::string& message) const {
         return classify_status("POST /oauth/token", status,
@@ -137,7 +138,7 @@ struct fake_ghl final : token_endpoint {
         token_response r;
         r.access_token = secret(at);
         r.refresh_token = secret(rt);
-        r.expires_in = 86399;
+        r.expires_in = expires_in;
         r.scope = "contacts.readonly contacts.write";
         r.user_type = "Location";
         r.location_id = req.grant_type == "authorization_code" && req.code.reveal() == "other-loc"
@@ -230,6 +231,28 @@ TEST_F(GhlAuth, RefreshesAheadOfExpiry) {
     // Fresh now: no second refresh.
     EXPECT_EQ(run(io, p->access_token())->reveal(), "at-2");
     EXPECT_EQ(ghl->refresh_calls, 1);
+}
+
+// A token that lives less than the 300 s margin is not refreshed before every call: the
+// margin is a quarter of its lifetime (5 s of 20 s), so one refresh per ~15 s.
+TEST_F(GhlAuth, ShortLivedTokensAreRefreshedOncePerThreeQuartersOfTheirLifetime) {
+    ghl->expires_in = 20;
+    token_set t = stored("at-1", "rt-1", clk.now() + 20s);
+    t.obtained_at = clk.now();
+    store->rows[loc] = t;
+    ghl->valid_refresh = {"rt-1"};
+    auto p = provider();
+    for (int i = 0; i < 60 * 4; ++i) { // a call every 250 ms for 60 s
+        auto tok = run(io, p->access_token());
+        ASSERT_TRUE(tok) << tok.error().what();
+        clk.advance(250ms);
+    }
+    EXPECT_GE(ghl->refresh_calls, 3);
+    EXPECT_LE(ghl->refresh_calls, 4);
+    EXPECT_EQ(refresh_margin_for(store->rows[loc], 300s), 5s);
+    token_set day = stored("a", "r", clk.now() + 86399s);
+    day.obtained_at = clk.now();
+    EXPECT_EQ(refresh_margin_for(day, 300s), 300s);
 }
 
 TEST_F(GhlAuth, ConcurrentCallersShareOneRefresh) {
@@ -374,7 +397,7 @@ TEST_F(GhlAuth, CrashBetweenRefreshResponseAndCommitEndsInNeedsReauth) {
               error_kind::needs_reauth);
     EXPECT_EQ(ghl->refresh_calls, 2);
 
-    // The operator runs `speak4-sync auth exchange --code CODE`.
+    // The operator runs `speak4-sync auth exchange`.
     ghl->valid_codes = {"code-1"};
     auto info = run(io, p->exchange_code(secret("code-1")));
     ASSERT_TRUE(info) << info.error().what();
