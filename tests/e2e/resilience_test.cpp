@@ -461,3 +461,47 @@ TEST_F(resilience_test, a_read_only_oauth_token_keeps_pulling_and_parks_writes_w
     EXPECT_EQ(d->wait(30000), 0);
     EXPECT_EQ(read_file(dir_ / "daemon.err").find("needs_reauth"), std::string::npos);
 }
+
+// needs_reauth parks the queue: no claims while GHL refuses the grant (one log line, events stay
+// pending with no attempt spent), and a new `auth exchange` (another process) is taken up by the
+// running daemon by itself: the queue drains without a restart or SIGHUP.
+TEST_F(resilience_test, needs_reauth_parks_the_queue_until_a_new_auth_exchange) {
+    speak4::sim::options so;
+    so.access_token_ttl_seconds = 4; // refreshed 1 s before expiry
+    start_sim(so, true);
+    ASSERT_EQ(cli({"migrate"}).exit_code, 0);
+    const auto exchange = [&] {
+        return run_cli({"--config", (dir_ / "speak4-sync.toml").string(), "auth", "exchange"},
+                       sim_->issue_auth_code() + "\n");
+    };
+    ASSERT_EQ(exchange().exit_code, 0);
+    sim_->set_location_active(false); // every refresh is refused for good from now on
+    auto d = start_daemon();
+    ASSERT_TRUE(wait_until([&] { return answering() || !d->running(); }, 20000));
+    ASSERT_TRUE(wait_until(
+        [&] { return read_file(dir_ / "daemon.err").find("queue parked") != std::string::npos; },
+        30000))
+        << read_file(dir_ / "daemon.err");
+    for (int i = 0; i < 3; ++i)
+        EXPECT_EQ(http(api_port_, "POST", "/v1/events", contact_event(i), "api-secret").status,
+                  202);
+    // Parked: nothing is claimed (a claim would show as claimed_at or an attempt).
+    std::this_thread::sleep_for(std::chrono::seconds(3)); // three dispatcher turns
+    EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE state = 'pending' AND attempts = 0 AND "
+                    "claimed_at IS NULL AND last_status IS NULL"),
+              3);
+    EXPECT_EQ(contacts_created(), 0);
+    const auto h = http(api_port_, "GET", "/healthz");
+    EXPECT_EQ(h.status, 503);
+    EXPECT_NE(h.body.find("needs_reauth"), std::string::npos) << h.body;
+
+    sim_->set_location_active(true);
+    ASSERT_EQ(exchange().exit_code, 0);
+    ASSERT_TRUE(wait_until([&] { return contacts_created() == 3; }, 30000))
+        << read_file(dir_ / "daemon.err");
+    d->signal(SIGTERM);
+    EXPECT_EQ(d->wait(30000), 0);
+    const std::string err = read_file(dir_ / "daemon.err");
+    EXPECT_EQ(count_lines(err, "queue parked"), 1u) << err;
+    EXPECT_EQ(err.find("push waits for credentials"), std::string::npos) << err;
+}

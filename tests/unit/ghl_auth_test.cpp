@@ -255,6 +255,35 @@ TEST_F(GhlAuth, ShortLivedTokensAreRefreshedOncePerThreeQuartersOfTheirLifetime)
     EXPECT_EQ(refresh_margin_for(day, 300s), 300s);
 }
 
+// SIGHUP (reload) while a refresh is suspended on GHL's answer: the flight finishes with the
+// state it started with (no reset under it), saves the rotated pair, and the reload is applied
+// once it has landed (the next call reloads from the store). Clean under ASan.
+TEST_F(GhlAuth, ReloadDuringARefreshWaitsForTheFlightToLand) {
+    seed(clk.now() - 1s);
+    ghl->answer_gate = std::make_shared<gate>(io.get_executor());
+    auto p = provider();
+    std::optional<result<secret>> got;
+    net::co_spawn(
+        io, [&, p]() -> net::awaitable<void> { got = co_await p->access_token(); }, net::detached);
+    drain(io);
+    ASSERT_FALSE(got);
+    EXPECT_EQ(ghl->refresh_calls, 1); // suspended: rt-1 consumed at GHL, rt-2 on its way
+    p->reload();                      // SIGHUP now
+    ghl->answer_gate->release();
+    drain(io);
+    ASSERT_TRUE(got);
+    ASSERT_TRUE(*got) << got->error().what();
+    EXPECT_EQ((*got)->reveal(), "at-2");
+    EXPECT_EQ(store->rows[loc].refresh_token.reveal(), "rt-2");
+    // The reload was applied after the flight: the store is read again, no second refresh.
+    const int loads = store->loads;
+    auto again = run(io, p->access_token());
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->reveal(), "at-2");
+    EXPECT_EQ(store->loads, loads + 1);
+    EXPECT_EQ(ghl->refresh_calls, 1);
+}
+
 TEST_F(GhlAuth, ConcurrentCallersShareOneRefresh) {
     seed(clk.now() - 1s); // expired
     ghl->answer_gate = std::make_shared<gate>(io.get_executor());
