@@ -549,6 +549,8 @@ int daemon::run() {
         c.begin_stop();
         c.io.restart();
         c.io.run_for(std::chrono::seconds(5));
+        if (c.db)
+            c.db->stop(); // queued jobs may use what the reset below destroys
         ctx_.reset();
         throw;
     }
@@ -558,10 +560,13 @@ int daemon::run() {
         std::lock_guard lock(c.feed_mutex);
         c.feed = nullptr;
     }
+    // Database jobs still queued after the grace period capture the dispatcher, the reconciler
+    // and the routes (and their suspended coroutines' locals): finish them first, then destroy
+    // what they use.
+    c.db->stop();
     c.server.reset();
     c.dispatcher.reset();
     c.reconciler.reset();
-    c.db->stop();
     const int status = c.exit_status;
     if (status == 0)
         log::info("stopped");
