@@ -10,6 +10,7 @@
 #include "store/db_worker.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"
+#include "store/retention.hpp"
 #include "sync/dispatcher.hpp"
 #include "sync/oauth_store.hpp"
 #include "sync/reconciler.hpp"
@@ -491,12 +492,26 @@ asio::awaitable<void> daemon::context::report_status() {
             // Audit rows and finished outbox rows older than sync.audit_retention_days go.
             const auto cutoff =
                 system_clock::instance().now() - std::chrono::days(cfg.sync.audit_retention_days);
-            auto n = co_await db->try_run(
-                [cutoff](SQLite::Database& d) { return sync::outbox_store(d).prune(cutoff); });
+            store::retention_policy keep;
+            keep.inbox_days = cfg.sync.inbox_retention_days;
+            keep.changes_days = cfg.sync.changes_retention_days;
+            keep.conflicts_days = cfg.sync.conflicts_retention_days;
+            auto n = co_await db->try_run([cutoff, keep](SQLite::Database& d) {
+                long long rows = sync::outbox_store(d).prune(cutoff);
+                // Bounded batches: a backlog after a long time away goes over several turns.
+                for (int i = 0; i < 20; ++i) {
+                    const auto h = store::prune_history(d, system_clock::instance().now(), keep);
+                    rows += h.total();
+                    if (h.total() == 0)
+                        break;
+                }
+                return rows;
+            });
             if (n) {
                 next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
                 if (*n)
-                    log::info("pruned old audit and outbox rows", {{"rows", *n}});
+                    log::info("pruned old rows (audit, outbox, inbox bodies, changes, conflicts)",
+                              {{"rows", *n}});
             } else {
                 // Tried again at the next turn (5 s), not in an hour.
                 failure = "pruning failed: " + n.error().message;

@@ -719,6 +719,18 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
              [&](const toml::node& n, const std::string& k) {
                  r.set_min(c.audit_retention_days, n, k, 1);
              }},
+            {"inbox_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.inbox_retention_days, n, k, 1);
+             }},
+            {"changes_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.changes_retention_days, n, k, 1);
+             }},
+            {"conflicts_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.conflicts_retention_days, n, k, 1);
+             }},
         });
 }
 

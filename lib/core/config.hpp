@@ -114,6 +114,9 @@ struct sync_config {
     speak4::list_mode list_mode = list_mode::search;
     speak4::fetch_children fetch_children = fetch_children::all;
     int audit_retention_days = 30;
+    int inbox_retention_days = 30;     ///< inbox bodies emptied after (the row stays)
+    int changes_retention_days = 30;   ///< change feed rows deleted after (at least 1)
+    int conflicts_retention_days = 90; ///< conflict log rows deleted after
 
     bool operator==(const sync_config&) const = default;
 };
