@@ -15,6 +15,7 @@
 #include "sync/oauth_store.hpp"
 #include "sync/reconciler.hpp"
 
+#include <SQLiteCpp/Statement.h>
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -517,7 +518,28 @@ asio::awaitable<void> daemon::context::report_status() {
                 failure = "pruning failed: " + n.error().message;
             }
         }
-        auto s = co_await db->try_run([](SQLite::Database& d) { return store::read_status(d); });
+        // Every 5 s: indexed counts of the states that matter and one cursor, not COUNT(*) over
+        // the mirror; the full snapshot only while parked (its oauth rows show a new grant).
+        const bool want_auth = oauth && tokens->status().needs_reauth;
+        auto s = co_await db->try_run([want_auth](SQLite::Database& d) {
+            if (want_auth)
+                return store::read_status(d);
+            store::status_snapshot out;
+            SQLite::Statement q(d, "SELECT COUNT(*) FROM outbox WHERE state = ?");
+            const std::pair<const char*, long long*> states[] = {{"pending", &out.queue.pending},
+                                                                 {"inflight", &out.queue.inflight},
+                                                                 {"dead", &out.queue.dead}};
+            for (const auto& [name, dst] : states) {
+                q.reset();
+                q.bind(1, name);
+                if (q.executeStep())
+                    *dst = q.getColumn(0).getInt64();
+            }
+            SQLite::Statement c(d, "SELECT value FROM sync_cursors WHERE name = 'last_pull_at'");
+            if (c.executeStep())
+                out.last_pull_at = c.getColumn(0).getString();
+            return out;
+        });
         if (s) {
             std::string line = "STATUS=queue pending " + std::to_string(s->queue.pending) +
                                ", inflight " + std::to_string(s->queue.inflight) + ", dead " +
