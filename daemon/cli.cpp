@@ -6,6 +6,7 @@
 #include "app/auth.hpp"
 #include "app/daemon.hpp"
 #include "app/fields.hpp"
+#include "app/health_probe.hpp"
 #include "app/online_check.hpp"
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -23,6 +24,7 @@
 
 #include <SQLiteCpp/Exception.h>
 #include <boost/json/serialize.hpp>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 #include <filesystem>
@@ -72,7 +74,7 @@ commands:
                        recent GHL API calls
   resync [--contact GHL_ID | --full [--allow-deletes]]
                        schedule a pull of one contact, or of everything
-  auth exchange --code CODE | auth status
+  auth exchange | auth status
                        OAuth code exchange; token state
   fields [--json]      the location's custom fields (id, name, fieldKey, type)
   plan [--json] [--limit N]
@@ -160,11 +162,14 @@ written; the others were), 74 database error.
            deletes by itself; a listing that disagrees with GHL's total still deletes nothing
 Works while the daemon is stopped: the request is stored and carried out when it runs.
 )"},
-        {"auth", R"(usage: speak4-sync auth exchange --code CODE
+        {"auth",
+         R"(usage: speak4-sync auth exchange [--code-file FILE]   (the code on standard input)
        speak4-sync auth status [--json]
 
 exchange  trades an OAuth authorization code (from the marketplace redirect) for GHL's token
-          pair and stores it in the database; clears needs_reauth (ghl.auth = "oauth")
+          pair and stores it in the database; clears needs_reauth (ghl.auth = "oauth"). The
+          code is read from standard input, or from FILE: never from the command line, where
+          ps and the shell history would show it
 status    the auth mode, its state (ok or needs_reauth, with the reason) and token expiry
 )"},
         {"status", R"(usage: speak4-sync status [--config PATH] [--json]
@@ -185,8 +190,8 @@ Recent API calls to GHL, newest first: time, method, path, status, latency, atte
 row, rate-limit remaining, traceId, error. T is ISO-8601 ("2026-11-27T10:00:00Z") or an age
 ("90s", "15m", "2h", "7d"); N defaults to 50.
 )"},
-};
-return h;
+    };
+    return h;
 }
 
 // --- small helpers -----------------------------------------------------------------------
@@ -518,9 +523,20 @@ int cmd_status(const invocation& inv) {
     const auto rl_remaining = cursor_int("rate_limit.remaining");
     const auto rl_daily = cursor_int("rate_limit.daily_remaining");
 
+    // The running daemon's own view: which loop is stalled or down, which part is unwell.
+    const bj::object health = app::probe_health(cfg);
     if (as_json) {
-        std::printf("%s\n", bj::serialize(store::status_json(cfg, s)).c_str());
+        bj::object out = store::status_json(cfg, s);
+        out["health"] = health;
+        std::printf("%s\n", bj::serialize(out).c_str());
         return 0;
+    }
+    {
+        const auto* st = health.if_contains("status");
+        const auto* why = health.if_contains("reason");
+        std::printf("health     %s%s%s\n", st && st->is_string() ? st->as_string().c_str() : "?",
+                    why && why->is_string() ? ": " : "",
+                    why && why->is_string() ? why->as_string().c_str() : "");
     }
     std::printf("database   %s (schema v%d)\n", cfg.database.path.c_str(), s.schema_version);
     if (cfg.sync.mode == sync_mode::dry_run || cfg.sync.direction != sync_direction::both)
@@ -772,13 +788,32 @@ int cmd_resync(const invocation& inv) {
 
 int cmd_auth(const invocation& inv) {
     if (inv.args.empty())
-        usage("auth needs a subcommand: exchange --code CODE, or status");
+        usage("auth needs a subcommand: exchange (the code on standard input), or status");
     const config cfg = load(inv);
     if (inv.args[0] == "exchange") {
-        if (inv.args.size() != 3 || inv.args[1] != "--code" || inv.args[2].empty())
-            usage("auth exchange takes --code CODE");
+        std::string code;
+        if (inv.args.size() == 3 && inv.args[1] == "--code-file") {
+            std::ifstream in(inv.args[2]);
+            if (!in)
+                throw io_error("auth exchange: cannot read " + inv.args[2]);
+            std::getline(in, code);
+        } else if (inv.args.size() == 1 || (inv.args.size() == 2 && inv.args[1] == "-")) {
+            std::getline(std::cin, code);
+        } else if (inv.args.size() >= 2 && inv.args[1] == "--code") {
+            usage("auth exchange: the code is not taken on the command line (ps and the shell "
+                  "history would show it): pipe it on standard input, or use --code-file FILE");
+        } else {
+            usage("auth exchange takes the code on standard input, or --code-file FILE");
+        }
+        while (!code.empty() && std::isspace(static_cast<unsigned char>(code.back())))
+            code.pop_back();
+        while (!code.empty() && std::isspace(static_cast<unsigned char>(code.front())))
+            code.erase(code.begin());
+        if (code.empty())
+            usage("auth exchange: no code given (expected one line on standard input or in the "
+                  "file)");
         const secrets sec = load_secrets(cfg, true);
-        auto r = app::exchange_code(cfg, sec, secret(inv.args[2]));
+        auto r = app::exchange_code(cfg, sec, secret(std::move(code)));
         if (!r) {
             std::fprintf(stderr, "auth exchange: %s\n", r.error().c_str());
             return static_cast<int>(exit_code::unavailable);
@@ -786,8 +821,8 @@ int cmd_auth(const invocation& inv) {
         std::printf("authorized location %s (%s), scope \"%s\"; access token valid until %s\n",
                     r->location_id.c_str(), r->user_type.c_str(), r->scope.c_str(),
                     format_iso8601(r->expires_at).c_str());
-        std::printf(
-            "a running daemon picks the new tokens up on SIGHUP (systemctl reload speak4-sync)\n");
+        std::printf("a running daemon waiting for re-authorization takes them up by itself within "
+                    "seconds; otherwise on SIGHUP (systemctl reload speak4-sync)\n");
         return 0;
     }
     if (inv.args[0] == "status") {

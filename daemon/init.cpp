@@ -471,8 +471,8 @@ int run_init(const std::optional<std::string>& config_path, const std::vector<st
             return rc;
         std::printf("\nnext steps:\n");
         if (oauth)
-            std::printf("  speak4-sync --config %s auth exchange --code CODE   (the code from "
-                        "the app's install redirect)\n",
+            std::printf("  speak4-sync --config %s auth exchange   (paste the code from the app's "
+                        "install redirect on standard input, or --code-file FILE)\n",
                         cfg_path.c_str());
         std::printf("  sudo systemctl enable --now speak4-sync        # the unit reads "
                     "/etc/speak4-sync/speak4-sync.toml\n"

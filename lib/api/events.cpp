@@ -113,11 +113,18 @@ net::awaitable<void> routes::run_batcher() {
         }
         std::vector<sync::intake_outcome> outcomes;
         std::string failure;
-        try {
-            outcomes = co_await db_.run([this, &events](SQLite::Database& db) {
+        {
+            auto r = co_await db_.try_run([this, &events](SQLite::Database& db) {
+                store::check_fail_point("intake.db");
                 if (!dbs_.intake)
                     dbs_.intake = std::make_unique<sync::intake>(db, clock_);
                 auto out = dbs_.intake->accept_batch(events);
+                // Another connection held the lock, so nothing was written: the worker runs
+                // the batch again (afresh) once the lock is gone, and the 202s wait for it.
+                if (!out.empty() && !out.front() && out.front().error().busy) {
+                    dbs_.intake.reset();
+                    throw store::db_exception({store::db_errc::busy, out.front().error().message});
+                }
                 reset_busy_statements(db);
                 // After a database failure start afresh: a statement whose step failed reports
                 // that error again on its next reset.
@@ -128,8 +135,10 @@ net::awaitable<void> routes::run_batcher() {
                     }
                 return out;
             });
-        } catch (const std::exception& e) {
-            failure = e.what();
+            if (r)
+                outcomes = std::move(*r);
+            else
+                failure = r.error().message;
         }
         if (outcomes.size() != batch.size()) {
             if (failure.empty())

@@ -156,8 +156,13 @@ bool verify_rsa_sha256(const public_key& key, std::string_view body,
 signature_verdict verify_webhook_signature(const webhook_keys& keys, std::string_view body,
                                            std::optional<std::string_view> ghl_signature,
                                            std::optional<std::string_view> wh_signature) {
+    // With only the RSA key configured, GHL still sends x-ghl-signature beside x-wh-signature:
+    // the header there is no key for cannot decide; the one the configured key checks does.
+    if (ghl_signature && !keys.ed25519 && wh_signature && keys.rsa)
+        ghl_signature.reset();
     if (ghl_signature) {
-        // Present means it decides: no fallback to the legacy header.
+        // Present (and checkable) means it decides: no fallback to the legacy header, so a
+        // forged Ed25519 signature is never rescued by a legacy one.
         signature_verdict v{signature_status::ok, "x-ghl-signature"};
         const auto raw = base64_decode(*ghl_signature);
         if (!keys.ed25519)

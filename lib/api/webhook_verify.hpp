@@ -2,8 +2,10 @@
 // GHL webhook signatures (ghl-api.md §11), verified over the exact received bytes:
 //   x-ghl-signature: base64 Ed25519 signature (preferred);
 //   x-wh-signature:  base64 RSA-SHA256 PKCS#1 v1.5 signature (legacy, deprecated by GHL).
-// When x-ghl-signature is present it must verify: there is no fallback to the legacy header, so
-// a forged Ed25519 header cannot be "rescued" by a legacy one.
+// When x-ghl-signature is present and an Ed25519 key is configured it must verify: there is no
+// fallback to the legacy header, so a forged Ed25519 header cannot be "rescued" by a legacy one.
+// With only the RSA key configured, a request carrying both headers (as GHL sends them) is
+// verified by x-wh-signature.
 //
 // Pure functions over bytes (no I/O, no exceptions) so a fuzzer can drive them.
 

@@ -1,10 +1,13 @@
 #pragma once
-// `speak4-sync auth exchange --code CODE`: trades an OAuth authorization code for GHL's token
+// `speak4-sync auth exchange`: trades an OAuth authorization code for GHL's token
 // pair and commits it to the database (oauth_tokens), without a running daemon.
 
 #include "core/config.hpp"
 #include "ghl/auth.hpp"
+#include "ghl/client.hpp"
+#include "store/db_worker.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/system/result.hpp>
 
 namespace speak4::app {
@@ -14,5 +17,11 @@ namespace speak4::app {
 /// do OAuth (auth is not "oauth", client_id or the client secret missing).
 boost::system::result<ghl::token_info, std::string>
 exchange_code(const config& cfg, const secrets& sec, const secret& code);
+
+/// An observer for the token endpoint: each POST /oauth/token attempt becomes an audit_log row
+/// (method, path, status, latency, error: never a code or token), written through `db` on
+/// `ex`; `also` (metrics) sees the record too.
+ghl::request_observer token_audit(boost::asio::any_io_executor ex, store::db_worker& db,
+                                  ghl::request_observer also = {});
 
 } // namespace speak4::app

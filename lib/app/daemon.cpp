@@ -2,6 +2,7 @@
 
 #include "api/server.hpp"
 #include "app/alerts.hpp"
+#include "app/auth.hpp"
 #include "app/fields.hpp"
 #include "core/error.hpp"
 #include "core/health.hpp"
@@ -12,10 +13,13 @@
 #include "store/db_worker.hpp"
 #include "store/inspect.hpp"
 #include "store/migrations.hpp"
+#include "store/retention.hpp"
 #include "sync/dispatcher.hpp"
 #include "sync/oauth_store.hpp"
 #include "sync/reconciler.hpp"
 
+#include <SQLiteCpp/Statement.h>
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -25,9 +29,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/json/array.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <csignal>
+#include <mutex>
+#include <set>
+#include <sys/prctl.h>
 #include <systemd/sd-daemon.h>
 
 namespace speak4::app {
@@ -103,11 +111,17 @@ struct daemon::context {
     std::unique_ptr<api::server> server;
     std::shared_ptr<webhook_alerter> alerter;
     std::optional<sys_time> last_429_at; // for the alerts' "rate_limited" condition
+    /// The server the database thread wakes the change feed through (null once it is gone).
+    std::mutex feed_mutex;
+    api::server* feed = nullptr;
 
     bool stopping = false;
+    int exit_status = 0; ///< non-zero once a loop could not go on (or the database is corrupt)
+    std::string status_failing; ///< the status/pruning loop's current failure, logged once
     bool dispatcher_done = true;
     bool reconciler_done = true;
     bool server_done = true;
+    bool status_done = true;
 
     void start();
     void begin_stop();
@@ -126,6 +140,19 @@ struct daemon::context {
     std::shared_ptr<ghl::client> fields_client; // lists custom fields (start, SIGHUP)
     void breaker_changed(const ghl::breaker_snapshot& s);
     asio::awaitable<std::optional<std::string>> probe_ghl();
+    void refresh_database_part();
+    /// GHL refused `operation` for a missing scope: reported (health part "scopes", hence
+    /// /healthz, status and /metrics) until a reload; the work that needs it stays parked.
+    void note_missing_scope(const std::string& operation);
+    std::set<std::string> missing_scopes;
+    /// needs_reauth parks the queue: no claims (and one log line) until new credentials.
+    void supervise_auth(const store::status_snapshot& s);
+    bool queue_parked = false;
+    /// Ends the process with `code` (systemd restarts it): a loop that cannot go on.
+    void fail_hard(int code, const std::string& why);
+    std::chrono::milliseconds stall_after() const {
+        return std::chrono::seconds(cfg.health.stall_after_seconds);
+    }
 };
 
 /// The breaker as a health part: an open breaker is GHL being down, not this daemon being
@@ -165,6 +192,88 @@ asio::awaitable<std::optional<std::string>> daemon::context::probe_ghl() {
     co_return e.what();
 }
 
+void daemon::context::fail_hard(int code, const std::string& why) {
+    if (stopping && exit_status != 0)
+        return;
+    log::error("cannot go on; ending the process so it is restarted",
+               {{"reason", why}, {"exit_code", code}});
+    exit_status = code;
+    begin_stop();
+}
+
+void daemon::context::note_missing_scope(const std::string& operation) {
+    if (!missing_scopes.insert(operation).second)
+        return;
+    log::error("ghl: the token lacks the scope for an operation; it is unavailable until the app "
+               "is re-authorized with that scope (everything else goes on)",
+               {{"operation", operation}});
+    health::part p;
+    p.state = "missing";
+    p.healthy = false;
+    boost::json::array ops;
+    std::string list;
+    for (const auto& o : missing_scopes) {
+        ops.emplace_back(o);
+        list += (list.empty() ? "" : ", ") + o;
+    }
+    p.reason = "the token is not authorized for: " + list;
+    p.detail["unavailable"] = std::move(ops);
+    monitor.set_part("scopes", std::move(p));
+}
+
+void daemon::context::supervise_auth(const store::status_snapshot& s) {
+    if (!tokens || !dispatcher)
+        return;
+    auto st = tokens->status();
+    if (oauth && st.needs_reauth) {
+        // `speak4-sync auth exchange` (another process) stored a new grant: take it up.
+        const store::auth_view v = store::read_auth(cfg, s);
+        const std::string known = st.expires_at ? format_iso8601(*st.expires_at) : "";
+        if (v.state == "ok" && v.expires_at && *v.expires_at != known) {
+            log::info("new OAuth tokens in the database: resuming");
+            oauth->reload();
+            dispatcher->credentials_changed();
+            st = tokens->status();
+        }
+    }
+    if (st.needs_reauth == queue_parked)
+        return;
+    queue_parked = st.needs_reauth;
+    dispatcher->pause(queue_parked);
+    if (queue_parked)
+        log::error("queue parked: GHL needs re-authorization; run `speak4-sync auth exchange` "
+                   "(the daemon resumes by itself, or on SIGHUP)",
+                   {{"reason", st.reason}});
+    else
+        log::info("queue resumed: the credentials are usable again");
+}
+
+void daemon::context::refresh_database_part() {
+    if (!db)
+        return;
+    // Read from the worker's counters, not with a job: a locked database must not stall the
+    // health check that reports it.
+    const store::db_activity a = db->activity();
+    health::part p;
+    p.detail["queued_jobs"] = static_cast<std::int64_t>(a.queued);
+    if (a.job_running) {
+        const auto secs = std::chrono::duration_cast<std::chrono::seconds>(*a.job_running).count();
+        p.detail["job_running_seconds"] = secs;
+        if (*a.job_running > stall_after()) {
+            p.healthy = false;
+            p.state = a.lock_wait ? "locked" : "slow";
+            p.reason = a.lock_wait
+                           ? "a database job has waited " + std::to_string(secs) +
+                                 " s for a lock another connection holds (sqlite3, a "
+                                 "backup?)"
+                           : "a database job has been running for " + std::to_string(secs) + " s";
+        } else if (a.lock_wait) {
+            p.state = "waiting_for_lock";
+        }
+    }
+    monitor.set_part("database", std::move(p));
+}
+
 void daemon::context::refresh_auth_part() {
     if (!tokens)
         return;
@@ -189,6 +298,8 @@ ghl::request_observer daemon::context::request_metrics() {
             metrics.ghl_rate_limit_remaining.set(static_cast<double>(*r.rate_remaining));
         if (r.status == 429)
             last_429_at = system_clock::instance().now();
+        if (r.kind == ghl::error_kind::missing_scope)
+            note_missing_scope(r.operation);
     };
 }
 
@@ -293,17 +404,28 @@ std::function<void(std::exception_ptr)> daemon::context::loop_done(const char* n
         }
         monitor.loop_ended(name, why.empty() && !stopping ? "ended" : why, stopping && !e);
         done = true;
+        // Never a running daemon with a dead loop: the loops handle the errors they can outlive
+        // themselves, so this is a bug or worse, and the process ends non-zero (systemd
+        // restarts it).
+        if (!stopping || e)
+            fail_hard(static_cast<int>(exit_code::software),
+                      std::string(name) + " stopped" + (why.empty() ? "" : ": " + why));
         maybe_finish();
     };
 }
 
 void daemon::context::start_dispatcher() {
     dispatcher_done = false;
-    monitor.loop_started("dispatcher", std::chrono::milliseconds(0));
+    // Thresholds: stall_after beyond each loop's own sleep between iterations.
+    monitor.loop_started("dispatcher", stall_after() + std::chrono::seconds(1));
     asio::co_spawn(io, dispatcher->run(), loop_done("dispatcher", dispatcher_done));
 }
 
 void daemon::context::start() {
+    // Before any secret is in memory: no core dump (the units also set LimitCORE=0), no
+    // ptrace by same-uid processes, /proc/PID/mem and environ readable by root only.
+    if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        log::warn("prctl(PR_SET_DUMPABLE, 0) failed; core dumps may hold secrets");
     // Stage 1: configuration and credentials. Anything wrong here refuses to start.
     cfg = load(opt);
     log::init(cfg.logging.level, cfg.logging.format);
@@ -348,6 +470,17 @@ void daemon::context::start() {
                                    "until they drain, or drop them (`speak4-sync queue list`, "
                                    "`queue drop ID`)");
     }
+    // Corruption cannot be outlived: end the process (exit 74); its restart refuses the file.
+    db->set_on_fatal([this](const store::db_error& e) {
+        asio::post(io, [this, why = e.message] { fail_hard(74, why); });
+    });
+    // Every committed write (a pull, a push's write-back, a webhook, an event) wakes the
+    // change feed's long-polls; they look again and wait on if nothing new is there.
+    db->set_on_write([this] {
+        std::lock_guard lock(feed_mutex);
+        if (feed)
+            feed->notify_changes();
+    });
 
     // Stage 3: GHL access: transport, rate budget, tokens.
     http = std::make_shared<ghl::http_client>(io.get_executor(), ghl::http_options_from(cfg.ghl));
@@ -388,7 +521,8 @@ void daemon::context::start() {
         token_store = std::make_shared<sync::sqlite_token_store>(*db);
         oauth = ghl::oauth_token_provider::create(
             io.get_executor(), ghl::oauth_options_from(cfg.ghl, sec.client_secret), token_store,
-            std::make_shared<ghl::http_token_endpoint>(http, request_metrics()));
+            std::make_shared<ghl::http_token_endpoint>(
+                http, token_audit(io.get_executor(), *db, request_metrics())));
         tokens = oauth;
     } else {
         pit = std::make_shared<ghl::static_token_provider>(sec.ghl_token);
@@ -423,6 +557,18 @@ void daemon::context::start() {
         if (dispatcher)
             dispatcher->wake();
     };
+    // Each loop beats once per iteration; a failing iteration says why (health, see
+    // core/health.hpp).
+    const auto heartbeat = [this](const char* name) {
+        return [this, name](const std::string& error) {
+            if (error.empty())
+                monitor.beat(name);
+            else
+                monitor.loop_failed(name, error);
+        };
+    };
+    dispatcher->set_heartbeat(heartbeat("dispatcher"));
+    reconciler->set_heartbeat(heartbeat("reconciler"));
 
     // Stage 4: listeners. Binding fails loudly here, before READY.
     auto sopt = api::server_options::from_config(cfg, sec);
@@ -430,6 +576,7 @@ void daemon::context::start() {
     sopt.custom_fields = std::move(fields.custom);
     sopt.health_check = [this]() -> api::health {
         refresh_auth_part();
+        refresh_database_part();
         const health::report r = monitor.evaluate();
         api::health h{r.ok, r.reason, health::to_json(r)};
         if (stopping) {
@@ -449,10 +596,15 @@ void daemon::context::start() {
         cfg.sync.direction == sync_direction::push ? 0 : cfg.sync.poll_interval_seconds);
     registry.on_collect([this] {
         refresh_auth_part();
+        refresh_database_part();
         health::export_metrics(monitor.evaluate(), metrics);
     });
     server = std::make_unique<api::server>(io.get_executor(), std::move(sopt), *db, metrics);
     server->start();
+    {
+        std::lock_guard lock(feed_mutex);
+        feed = server.get();
+    }
 
     // Webhook alerts (optional): a bad URL refuses to start, like any other bad setting.
     if (!sec.alerts_webhook_url.empty())
@@ -476,14 +628,18 @@ void daemon::context::start() {
         start_dispatcher();
     }
     if (cfg.sync.direction != sync_direction::push) {
-        monitor.loop_started("reconciler", std::chrono::milliseconds(0));
+        // Thresholds: stall_after beyond each loop's own sleep between iterations.
+        monitor.loop_started("reconciler",
+                             stall_after() + std::chrono::seconds(cfg.sync.poll_interval_seconds));
         asio::co_spawn(io, reconciler->run(), loop_done("reconciler", reconciler_done));
     } else {
         reconciler_done = true; // Speak4 -> GHL only: nothing is pulled
         log::info("sync.direction = \"push\": pulls are off");
     }
     asio::co_spawn(io, watch_signals(), asio::detached);
-    asio::co_spawn(io, report_status(), asio::detached);
+    status_done = false;
+    monitor.loop_started("status", stall_after() + std::chrono::seconds(5));
+    asio::co_spawn(io, report_status(), loop_done("status", status_done));
     if (alerter)
         asio::co_spawn(io, webhook_alerter::run(alerter), [](std::exception_ptr e) {
             if (e)
@@ -539,7 +695,7 @@ void daemon::context::begin_stop() {
 }
 
 void daemon::context::maybe_finish() {
-    if (!stopping || !dispatcher_done || !reconciler_done || !server_done)
+    if (!stopping || !dispatcher_done || !reconciler_done || !server_done || !status_done)
         return;
     grace_timer.cancel();
     if (http)
@@ -567,6 +723,13 @@ void daemon::context::reload() {
             oauth->reload();
         sec.ghl_token = next_sec.ghl_token;
         sec.client_secret = next_sec.client_secret;
+        if (queue_parked) {
+            queue_parked = false;
+            if (dispatcher)
+                dispatcher->pause(false);
+        }
+        missing_scopes.clear(); // a new grant may have them: the next refusal says so again
+        monitor.clear_part("scopes");
         if (dispatcher)
             dispatcher->credentials_changed();
         asio::co_spawn(io, refresh_field_map(next), asio::detached);
@@ -604,18 +767,25 @@ asio::awaitable<void> daemon::context::watch_signals() {
 }
 
 asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds interval) {
-    // WATCHDOG=1 proves both threads live: the network loop (this coroutine runs on it) and the
-    // database thread (a trivial job must come back).
+    // WATCHDOG=1 says the process is worth keeping: the network loop runs (this coroutine is on
+    // it), no loop is down, and the database thread makes progress: it is idle, or finished a
+    // job or an attempt at one recently. A job waiting out another connection's lock makes an
+    // attempt every busy_timeout, so a long sqlite3 session is waited out, not aborted; a
+    // database thread stuck in a system call stops the pings and systemd restarts the process.
+    const auto db_deadline =
+        std::chrono::milliseconds(store::open_options{}.busy_timeout_ms) + std::chrono::seconds(10);
     while (!stopping) {
-        bool db_alive = false;
-        try {
-            db_alive = co_await db->run(
-                [](SQLite::Database& d) { return d.execAndGet("SELECT 1").getInt() == 1; });
-        } catch (const std::exception& e) {
-            log::error("watchdog: database check failed", {{"error", e.what()}});
-        }
-        if (db_alive)
+        const health::report r = monitor.evaluate();
+        const bool loops_alive = std::none_of(r.loops.begin(), r.loops.end(), [](const auto& l) {
+            return l.state == health::loop_state::down;
+        });
+        const store::db_activity a = db->activity();
+        const bool db_alive = a.queued == 0 || a.since_progress < db_deadline;
+        if (loops_alive && db_alive)
             notify("WATCHDOG=1");
+        else
+            log::error("watchdog: not pinging",
+                       {{"loops_alive", loops_alive}, {"database_alive", db_alive}});
         watchdog.expires_after(interval);
         boost::system::error_code ec;
         co_await watchdog.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -625,49 +795,95 @@ asio::awaitable<void> daemon::context::keep_watchdog(std::chrono::microseconds i
 asio::awaitable<void> daemon::context::report_status() {
     auto next_prune = std::chrono::steady_clock::now();
     while (!stopping) {
+        std::string failure;
         if (std::chrono::steady_clock::now() >= next_prune) {
             // Audit rows and finished outbox rows older than sync.audit_retention_days go.
-            next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
             const auto cutoff =
                 system_clock::instance().now() - std::chrono::days(cfg.sync.audit_retention_days);
-            try {
-                const long long n = co_await db->run(
-                    [cutoff](SQLite::Database& d) { return sync::outbox_store(d).prune(cutoff); });
-                if (n)
-                    log::info("pruned old audit and outbox rows", {{"rows", n}});
-            } catch (const std::exception& e) {
-                log::error("pruning failed", {{"error", e.what()}});
+            store::retention_policy keep;
+            keep.inbox_days = cfg.sync.inbox_retention_days;
+            keep.changes_days = cfg.sync.changes_retention_days;
+            keep.conflicts_days = cfg.sync.conflicts_retention_days;
+            auto n = co_await db->try_run([cutoff, keep](SQLite::Database& d) {
+                long long rows = sync::outbox_store(d).prune(cutoff);
+                // Bounded batches: a backlog after a long time away goes over several turns.
+                for (int i = 0; i < 20; ++i) {
+                    const auto h = store::prune_history(d, system_clock::instance().now(), keep);
+                    rows += h.total();
+                    if (h.total() == 0)
+                        break;
+                }
+                return rows;
+            });
+            if (n) {
+                next_prune = std::chrono::steady_clock::now() + std::chrono::hours(1);
+                if (*n)
+                    log::info("pruned old rows (audit, outbox, inbox bodies, changes, conflicts)",
+                              {{"rows", *n}});
+            } else {
+                // Tried again at the next turn (5 s), not in an hour.
+                failure = "pruning failed: " + n.error().message;
             }
         }
-        try {
-            // The breaker as `status --json` shows it (another process reads the database).
-            const std::string br = breaker ? bj::serialize(ghl::to_json(breaker->snapshot())) : "";
-            const std::string now = format_iso8601(system_clock::instance().now());
-            const auto s = co_await db->run([&br, &now](SQLite::Database& d) {
-                if (!br.empty()) {
-                    SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
-                                           "VALUES ('breaker', ?, ?) ON CONFLICT(name) DO UPDATE "
-                                           "SET value = excluded.value, updated_at = "
-                                           "excluded.updated_at");
-                    w.bind(1, br);
-                    w.bind(2, now);
-                    w.exec();
-                }
+        // Every 5 s: indexed counts of the states that matter and one cursor, not COUNT(*) over
+        // the mirror; the full snapshot only while parked (its oauth rows show a new grant).
+        const bool want_auth = oauth && tokens->status().needs_reauth;
+        // The breaker as `status --json` shows it (another process reads the database).
+        const std::string br = breaker ? bj::serialize(ghl::to_json(breaker->snapshot())) : "";
+        const std::string now = format_iso8601(system_clock::instance().now());
+        auto s = co_await db->try_run([want_auth, &br, &now](SQLite::Database& d) {
+            if (!br.empty()) {
+                SQLite::Statement w(d, "INSERT INTO sync_cursors(name, value, updated_at) "
+                                       "VALUES ('breaker', ?, ?) ON CONFLICT(name) DO UPDATE "
+                                       "SET value = excluded.value, updated_at = "
+                                       "excluded.updated_at");
+                w.bind(1, br);
+                w.bind(2, now);
+                w.exec();
+            }
+            if (want_auth)
                 return store::read_status(d);
-            });
-            std::string line = "STATUS=queue pending " + std::to_string(s.queue.pending) +
-                               ", inflight " + std::to_string(s.queue.inflight) + ", dead " +
-                               std::to_string(s.queue.dead) + "; last pull " +
-                               s.last_pull_at.value_or("never");
+            store::status_snapshot out;
+            SQLite::Statement q(d, "SELECT COUNT(*) FROM outbox WHERE state = ?");
+            const std::pair<const char*, long long*> states[] = {{"pending", &out.queue.pending},
+                                                                 {"inflight", &out.queue.inflight},
+                                                                 {"dead", &out.queue.dead}};
+            for (const auto& [name, dst] : states) {
+                q.reset();
+                q.bind(1, name);
+                if (q.executeStep())
+                    *dst = q.getColumn(0).getInt64();
+            }
+            SQLite::Statement c(d, "SELECT value FROM sync_cursors WHERE name = 'last_pull_at'");
+            if (c.executeStep())
+                out.last_pull_at = c.getColumn(0).getString();
+            return out;
+        });
+        if (s) {
+            std::string line = "STATUS=queue pending " + std::to_string(s->queue.pending) +
+                               ", inflight " + std::to_string(s->queue.inflight) + ", dead " +
+                               std::to_string(s->queue.dead) + "; last pull " +
+                               s->last_pull_at.value_or("never");
             notify(line);
-            if (s.last_pull_at)
-                if (auto t = parse_iso8601(*s.last_pull_at))
+            supervise_auth(*s);
+            if (s->last_pull_at)
+                if (auto t = parse_iso8601(*s->last_pull_at))
                     metrics.last_pull_age_seconds.set(
                         static_cast<double>((system_clock::instance().now() - *t).count()) /
                         1000.0);
-        } catch (const std::exception& e) {
-            log::error("status report failed", {{"error", e.what()}});
+        } else if (failure.empty()) {
+            failure = "status report failed: " + s.error().message;
         }
+        // One log line per streak of failures, one when it ends.
+        if (!failure.empty() && status_failing.empty())
+            log::error("status/pruning: database work failed; retrying", {{"error", failure}});
+        else if (failure.empty() && !status_failing.empty())
+            log::info("status/pruning: database work resumed");
+        status_failing = failure;
+        if (failure.empty())
+            monitor.beat("status");
+        else
+            monitor.loop_failed("status", failure);
         status_timer.expires_after(std::chrono::seconds(5));
         boost::system::error_code ec;
         co_await status_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -689,18 +905,29 @@ int daemon::run() {
         c.begin_stop();
         c.io.restart();
         c.io.run_for(std::chrono::seconds(5));
+        if (c.db)
+            c.db->stop(); // queued jobs may use what the reset below destroys
         ctx_.reset();
         throw;
     }
     c.io.run();
     // Everything on the network thread has finished (or was released after the grace period).
+    {
+        std::lock_guard lock(c.feed_mutex);
+        c.feed = nullptr;
+    }
+    // Database jobs still queued after the grace period capture the dispatcher, the reconciler
+    // and the routes (and their suspended coroutines' locals): finish them first, then destroy
+    // what they use.
+    c.db->stop();
     c.server.reset();
     c.dispatcher.reset();
     c.reconciler.reset();
-    c.db->stop();
-    log::info("stopped");
+    const int status = c.exit_status;
+    if (status == 0)
+        log::info("stopped");
     ctx_.reset();
-    return 0;
+    return status;
 }
 
 void daemon::request_stop() {

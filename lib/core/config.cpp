@@ -812,6 +812,18 @@ void read_sync(reader& r, const toml::table& t, sync_config& c) {
              [&](const toml::node& n, const std::string& k) {
                  r.set_min(c.audit_retention_days, n, k, 1);
              }},
+            {"inbox_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.inbox_retention_days, n, k, 1);
+             }},
+            {"changes_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.changes_retention_days, n, k, 1);
+             }},
+            {"conflicts_retention_days",
+             [&](const toml::node& n, const std::string& k) {
+                 r.set_min(c.conflicts_retention_days, n, k, 1);
+             }},
         });
 }
 
@@ -1017,6 +1029,16 @@ const char* credentials_directory() {
     return d && *d ? d : nullptr;
 }
 
+void read_health(reader& r, const toml::table& t, health_config& c) {
+    read_section(r, t, "health",
+                 {
+                     {"stall_after_seconds",
+                      [&](const toml::node& n, const std::string& k) {
+                          r.set_range(c.stall_after_seconds, n, k, 1, 86400);
+                      }},
+                 });
+}
+
 } // namespace
 
 config parse_config(std::string_view toml_text, std::string_view origin,
@@ -1054,6 +1076,7 @@ config parse_config(std::string_view toml_text, std::string_view origin,
              read_breaker(r, t, cfg.breaker, probe_interval_line, probe_max_line,
                           window_requests_line, min_requests_line);
          }},
+        {"health", [&](const toml::table& t) { read_health(r, t, cfg.health); }},
         {"sync", [&](const toml::table& t) { read_sync(r, t, cfg.sync); }},
         {"api", [&](const toml::table& t) { read_api(r, t, cfg.api); }},
         {"webhooks", [&](const toml::table& t) { read_webhooks(r, t, cfg.webhooks, base_dir); }},

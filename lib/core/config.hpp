@@ -101,6 +101,14 @@ struct retry_config {
 };
 
 /// The circuit breaker in front of GHL (lib/ghl/breaker.hpp).
+struct health_config {
+    /// A loop that completes no iteration for this long (beyond its own sleep) is reported
+    /// stalled, and so is a database job that waits this long for a lock: /healthz is not ok.
+    int stall_after_seconds = 60;
+
+    bool operator==(const health_config&) const = default;
+};
+
 struct breaker_config {
     int failure_percent = 60;
     int window_requests = 20;
@@ -127,6 +135,9 @@ struct sync_config {
     sync_direction direction = sync_direction::both;
     entity_set entities;
     sync_mode mode = sync_mode::live;
+    int inbox_retention_days = 30;     ///< inbox bodies emptied after (the row stays)
+    int changes_retention_days = 30;   ///< change feed rows deleted after (at least 1)
+    int conflicts_retention_days = 90; ///< conflict log rows deleted after
 
     bool operator==(const sync_config&) const = default;
 };
@@ -184,6 +195,7 @@ struct config {
     rate_limit_config rate_limit;
     retry_config retry;
     breaker_config breaker;
+    health_config health;
     sync_config sync;
     api_config api;
     webhooks_config webhooks;

@@ -2,6 +2,7 @@
 
 #include "core/log.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -138,8 +139,19 @@ error oauth_token_provider::make_error(error_kind kind, std::string message) con
     return e;
 }
 
+std::chrono::milliseconds refresh_margin_for(const token_set& t, std::chrono::seconds margin) {
+    // A token that lives less than the margin would always look about to expire, and every
+    // call would refresh it (consuming GHL's single-use refresh token each time): the margin is
+    // at most a quarter of the token's lifetime.
+    const auto lifetime =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.expires_at - t.obtained_at);
+    return std::min<std::chrono::milliseconds>(
+        margin, std::max(lifetime / 4, std::chrono::milliseconds(0)));
+}
+
 bool oauth_token_provider::fresh(sys_time now) const {
-    return current_ && now + opt_.refresh_margin < current_->expires_at;
+    return current_ &&
+           now + refresh_margin_for(*current_, opt_.refresh_margin) < current_->expires_at;
 }
 
 void oauth_token_provider::publish_status() {
@@ -156,6 +168,13 @@ auth_status oauth_token_provider::status() const {
 }
 
 void oauth_token_provider::reload() {
+    if (flight_) {
+        // A refresh is suspended mid-flight and will use (and save) the state: reset it once
+        // the flight has landed, not under it.
+        reload_pending_ = true;
+        return;
+    }
+    reload_pending_ = false;
     loaded_ = false;
     current_.reset();
     reauth_reason_.reset();
@@ -211,6 +230,8 @@ asio::awaitable<result<secret>> oauth_token_provider::join_flight(bool force) {
                 f->outcome = std::move(r);
                 if (self->flight_ == f)
                     self->flight_.reset();
+                if (self->reload_pending_ && !self->flight_)
+                    self->reload();
                 f->done.cancel();
             },
             asio::detached);
@@ -262,7 +283,7 @@ asio::awaitable<result<secret>> oauth_token_provider::run_flight(bool force) {
             co_return make_error(error_kind::auth, "token store: " + loaded.error());
         if (!*loaded) {
             std::string reason = "no OAuth tokens stored for location " + opt_.location_id +
-                                 "; run `speak4-sync auth exchange --code CODE`";
+                                 "; run `speak4-sync auth exchange`";
             co_await enter_needs_reauth(reason);
             co_return make_error(error_kind::needs_reauth, reason);
         }

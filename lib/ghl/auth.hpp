@@ -16,7 +16,7 @@
 // refresh token, but only the old one is on disk. After the restart the provider refreshes
 // with it, GHL answers 400 "Invalid grant: refresh token is invalid", and the provider goes to
 // needs_reauth: the queue parks, `status` shows auth.state = "needs_reauth", and the operator
-// runs `speak4-sync auth exchange --code CODE`. Nothing is lost silently (events wait in the
+// runs `speak4-sync auth exchange`. Nothing is lost silently (events wait in the
 // outbox), and the situation is surfaced instead of retried. The same happens when a refresh
 // request's outcome is unknown (written, no answer): GHL may have rotated the token.
 
@@ -143,9 +143,13 @@ struct oauth_options {
     std::string client_id;
     secret client_secret;
     std::string user_type = "Location";
-    std::string redirect_uri;                 ///< sent with the code exchange if set
-    std::chrono::seconds refresh_margin{300}; ///< refresh this long before expiry
+    std::string redirect_uri; ///< sent with the code exchange if set
+    /// Refresh this long before expiry, at most a quarter of the token's lifetime.
+    std::chrono::seconds refresh_margin{300};
 };
+
+/// The margin actually used for `t`: min(margin, a quarter of the token's lifetime).
+std::chrono::milliseconds refresh_margin_for(const token_set& t, std::chrono::seconds margin);
 
 /// From [ghl] (location_id, client_id) and the loaded client secret.
 oauth_options oauth_options_from(const ghl_config& cfg, secret client_secret);
@@ -176,7 +180,7 @@ public:
     asio::awaitable<result<secret>> refresh_after_unauthorized(const secret& rejected) override;
     auth_status status() const override;
 
-    /// `speak4-sync auth exchange --code CODE`: trades an authorization code for a token pair,
+    /// `speak4-sync auth exchange`: trades an authorization code for a token pair,
     /// saves it, and leaves needs_reauth. A code for another location than configured is
     /// saved under its own location and reported as an error.
     asio::awaitable<result<token_info>> exchange_code(secret code);
@@ -213,6 +217,7 @@ private:
     std::optional<token_set> pending_; ///< refreshed but not yet saved: never handed out
     std::optional<std::string> reauth_reason_;
     std::shared_ptr<flight> flight_;
+    bool reload_pending_ = false; ///< reload() came during a flight: applied when it lands
 
     mutable std::mutex status_mutex_;
     auth_status status_;

@@ -242,7 +242,9 @@ asio::awaitable<result<bj::object>> client::execute(op o) {
             if (auto h = find_header(r.headers, "X-Trace-Id"))
                 rec.trace_id = std::string(*h);
 
-        if (r.status == 401 && attempt == 1) {
+        // A scope refusal is not an expired token: refreshing would consume GHL's single-use
+        // refresh token and get the same answer (classified below as missing_scope).
+        if (r.status == 401 && attempt == 1 && !is_scope_refusal(r.body)) {
             rec.error = operation + ": 401";
             rec.kind = error_kind::auth;
             report(false, {});

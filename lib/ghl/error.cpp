@@ -92,6 +92,8 @@ std::string_view to_string(error_kind k) {
         return "auth";
     case error_kind::needs_reauth:
         return "needs_reauth";
+    case error_kind::missing_scope:
+        return "missing_scope";
     case error_kind::permanent:
         return "permanent";
     case error_kind::not_found:
@@ -104,6 +106,10 @@ std::string_view to_string(error_kind k) {
         return "invalid_request";
     }
     return "unknown";
+}
+
+bool is_scope_refusal(std::string_view body) {
+    return contains_icase(body, "not authorized for this scope");
 }
 
 std::string error::what() const {
@@ -170,7 +176,7 @@ error classify_status(std::string_view operation, int status, std::string_view b
         e.trace_id = json::get_string(*o, "traceId");
 
     if (status == 401) {
-        e.kind = error_kind::auth;
+        e.kind = is_scope_refusal(body) ? error_kind::missing_scope : error_kind::auth;
     } else if (status == 408 || status == 429 || (status >= 500 && status <= 599)) {
         e.kind = error_kind::retryable;
     } else if (status >= 400 && status <= 499) {

@@ -28,8 +28,13 @@ enum class error_kind {
     retryable,
     /// 401 even after one token refresh, or no token can be had right now.
     auth,
+    /// 401 "The token is not authorized for this scope.": the grant lacks the scope this
+    /// operation needs. Not an expired token: no refresh (that would consume GHL's single-use
+    /// refresh token for nothing); the operation is unavailable until the app is re-authorized
+    /// with the scope.
+    missing_scope,
     /// The OAuth grant was refused for good (invalid_grant, location not active, no tokens
-    /// stored): an operator must re-authorize (`speak4-sync auth exchange --code`).
+    /// stored): an operator must re-authorize (`speak4-sync auth exchange`).
     needs_reauth,
     /// Any other 4xx; `body` holds the response body.
     permanent,
@@ -45,6 +50,10 @@ enum class error_kind {
 };
 
 std::string_view to_string(error_kind k);
+
+/// GHL's 401 body for a token without the scope the route needs ("The token is not authorized
+/// for this scope.").
+bool is_scope_refusal(std::string_view body);
 
 /// The existing contact named by a duplicate-contact 400 (`meta`).
 struct duplicate_info {

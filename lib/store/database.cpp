@@ -19,6 +19,9 @@ std::string describe_sqlite_error(const std::filesystem::path& path, const std::
         case SQLITE_LOCKED:
             msg += " (another process holds a write lock; is a migration or backup running?)";
             break;
+        case SQLITE_FULL:
+            msg += " (the disk is full; free space and the daemon resumes by itself)";
+            break;
         case SQLITE_READONLY:
         case SQLITE_CANTOPEN:
         case SQLITE_PERM:

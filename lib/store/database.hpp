@@ -12,6 +12,9 @@ struct open_options {
     bool create = true; // create the file (and its directory) if missing
     bool read_only = false;
     int busy_timeout_ms = 5000; // how long a writer waits for another writer's lock
+    /// How long db_worker retries a job that found the database locked (busy_timeout each try,
+    /// then a backoff) before it reports `busy` to the caller.
+    int busy_retry_ms = 30000;
 };
 
 /// Opens the database and applies the connection pragmas. Throws io_error with a message that

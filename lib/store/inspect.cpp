@@ -293,7 +293,7 @@ auth_view read_auth(const config& cfg, const status_snapshot& s) {
     if (cfg.ghl.auth != auth_mode::oauth)
         return v;
     v.state = "needs_reauth";
-    v.reason = "no OAuth token stored yet: run `speak4-sync auth exchange --code CODE`";
+    v.reason = "no OAuth token stored yet: run `speak4-sync auth exchange`";
     for (const auto& o : s.oauth)
         if (o.location_id == cfg.ghl.location_id || cfg.ghl.location_id.empty()) {
             v.state = o.state;

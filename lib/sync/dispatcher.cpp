@@ -2,6 +2,7 @@
 
 #include "core/json.hpp"
 #include "core/log.hpp"
+#include "store/db_error.hpp"
 
 #include <SQLiteCpp/Statement.h>
 #include <algorithm>
@@ -83,7 +84,9 @@ outcome outcome_from_error(const ghl::error& e, bool gone_is_done) {
         break;
     case ghl::error_kind::auth:
     case ghl::error_kind::needs_reauth:
-        // Credentials, not the change, are the problem: park without spending attempts.
+    case ghl::error_kind::missing_scope:
+        // Credentials, not the change, are the problem: park without spending attempts (a
+        // missing scope until the app is re-authorized with it and the daemon reloaded).
         o.what = outcome::kind::wait_auth;
         break;
     case ghl::error_kind::not_found:
@@ -211,6 +214,7 @@ asio::awaitable<bool> dispatcher::record_together(const work_item& item, const o
 }
 
 outbox_store& dispatcher::box(SQLite::Database& db) {
+    store::check_fail_point("dispatcher.db");
     if (!box_ || &box_->db() != &db) {
         box_ = std::make_unique<outbox_store>(db);
         box_->set_conflict_policy(opt_.conflict);
@@ -264,12 +268,31 @@ dispatcher_stats dispatcher::stats() const {
 }
 
 asio::awaitable<void> dispatcher::run() {
-    const int recovered = co_await db_.run(
-        [&](SQLite::Database& db) { return box(db).recover_inflight(clock_.now()); });
-    if (recovered)
-        log::warn("recovered outbox rows left in flight", {{"rows", recovered}});
+    // Nothing is claimed before the rows a crash left in flight are recovered; a database that
+    // cannot do that yet (locked, full, failing) is waited for, never given up on. Corruption
+    // ends the process (the database worker's fatal hook), not this loop.
+    auto backoff = std::chrono::milliseconds(200);
+    while (!stopping_) {
+        auto r = co_await db_.try_run(
+            [&](SQLite::Database& db) { return box(db).recover_inflight(clock_.now()); });
+        if (r) {
+            if (*r)
+                log::warn("recovered outbox rows left in flight", {{"rows", *r}});
+            break;
+        }
+        if (failing_.empty())
+            log::error("outbox recovery failed; retrying", {{"error", r.error().message}});
+        failing_ = r.error().message;
+        if (heartbeat_)
+            heartbeat_(failing_);
+        wake_.expires_after(backoff);
+        boost::system::error_code ec;
+        co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+    }
 
     while (!stopping_) {
+        std::string failure; // this iteration's database failure
         const int free = opt_.max_concurrency - active_;
         std::vector<work_item> items;
         std::optional<sys_time> claimed_at; // when the claim looked, if it did
@@ -283,15 +306,18 @@ asio::awaitable<void> dispatcher::run() {
                     return box(db).claim(*claimed_at, opt_.coalesce, free);
                 });
             } catch (const std::exception& e) {
-                log::error("outbox claim failed", {{"error", e.what()}});
+                failure = std::string("outbox claim failed: ") + e.what();
             }
         }
         for (auto& item : items) {
             ++active_;
             asio::co_spawn(ex_, process(std::move(item)), asio::detached);
         }
-        if (!items.empty() && active_ < opt_.max_concurrency)
+        if (!items.empty() && active_ < opt_.max_concurrency) {
+            if (heartbeat_)
+                heartbeat_("");
             continue; // more may be due right away
+        }
 
         // Sleep until the next row is due, new work is committed, an item finishes, or the
         // poll interval passes (another process may have emitted events).
@@ -311,9 +337,19 @@ asio::awaitable<void> dispatcher::run() {
                     wait = std::clamp(until, std::chrono::milliseconds(0), opt_.idle_poll);
                 }
             } catch (const std::exception& e) {
-                log::error("outbox scan failed", {{"error", e.what()}});
+                failure = std::string("outbox scan failed: ") + e.what();
             }
         }
+        // One log line per streak of failures (and one when it ends), not one per iteration.
+        if (!failure.empty() && failing_.empty())
+            log::error("dispatcher: database work failed; backing off", {{"error", failure}});
+        else if (failure.empty() && !failing_.empty())
+            log::info("dispatcher: database work resumed", {{"after", failing_}});
+        failing_ = failure;
+        if (heartbeat_)
+            heartbeat_(failure);
+        if (!failure.empty())
+            wait = std::max(wait, std::chrono::milliseconds(1000));
         if (wait.count() > 0 && !stopping_) {
             wake_.expires_after(wait);
             boost::system::error_code ec;

@@ -89,6 +89,11 @@ public:
                std::uint64_t seed = std::random_device{}());
 
     void set_pull(pull_fn fn) { pull_ = std::move(fn); }
+    /// Called once per loop iteration: with "" when its database work succeeded, else with the
+    /// failure (the loop backs off and goes on). The daemon's health registry listens.
+    void set_heartbeat(std::function<void(const std::string& error)> f) {
+        heartbeat_ = std::move(f);
+    }
 
     /// Recovers rows a crash left in flight, then claims and pushes until stop(); returns once
     /// stopped and every item in flight is recorded.
@@ -168,6 +173,8 @@ private:
     const speak4::clock& clock_;
     std::mt19937_64 rng_;
     pull_fn pull_;
+    std::function<void(const std::string&)> heartbeat_;
+    std::string failing_; ///< the failure of the current streak, logged once
     boost::asio::steady_timer wake_;
     boost::asio::steady_timer drained_;
     std::unique_ptr<outbox_store> box_;      ///< database thread only

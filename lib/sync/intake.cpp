@@ -11,6 +11,7 @@
 #include <array>
 #include <boost/json/serialize.hpp>
 #include <optional>
+#include <sqlite3.h>
 #include <stdexcept>
 
 namespace speak4::sync {
@@ -721,8 +722,10 @@ private:
 };
 
 intake_error io_failure(SQLite::Database& db, const std::exception& e) {
-    return intake_error{intake_error::kind::io, "",
-                        store::describe_sqlite_error(db.getFilename(), e)};
+    intake_error err{intake_error::kind::io, "", store::describe_sqlite_error(db.getFilename(), e)};
+    if (const auto* se = dynamic_cast<const SQLite::Exception*>(&e))
+        err.busy = se->getErrorCode() == SQLITE_BUSY || se->getErrorCode() == SQLITE_LOCKED;
+    return err;
 }
 
 } // namespace

@@ -26,6 +26,7 @@ struct intake_error {
     enum class kind { invalid, io } what = kind::invalid;
     std::string field;
     std::string message;
+    bool busy = false; ///< io: another connection held the lock (nothing was written)
 };
 
 using intake_outcome = boost::system::result<accepted, intake_error>;

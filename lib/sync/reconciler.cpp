@@ -1342,6 +1342,9 @@ asio::awaitable<void> reconciler::run() {
             log::error("firing reminders failed", {{"error", e.what()}});
         }
 
+        if (heartbeat_)
+            heartbeat_(r.ok ? std::string() : r.error);
+
         auto wait = opt_.poll_interval;
         if (next_reminder) {
             const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -179,6 +179,12 @@ public:
     /// The dispatcher's pull_fn, bound to this reconciler.
     pull_fn pull_function();
 
+    /// Called once per loop iteration: "" when the pass went through, else why it stopped
+    /// early (the loop goes on at its next turn). The daemon's health registry listens.
+    void set_heartbeat(std::function<void(const std::string& error)> f) {
+        heartbeat_ = std::move(f);
+    }
+
     /// Pulls one contact (the dispatcher's pull_fn): GET /contacts/:id, and with item.children
     /// its tasks, notes and appointments, applied in one transaction. Never throws.
     boost::asio::awaitable<outcome> pull_contact(ghl::client& c, const work_item& item);
@@ -277,6 +283,7 @@ private:
     boost::asio::steady_timer wake_;
     boost::asio::steady_timer child_wake_;
     bool stopping_ = false;
+    std::function<void(const std::string&)> heartbeat_;
     bool full_requested_ = false;
     bool pass_running_ = false;
     bool sweep_running_ = false;

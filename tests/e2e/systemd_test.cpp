@@ -49,7 +49,7 @@ TEST(systemd_units, run_the_daemon_as_a_notify_service_with_credentials) {
         SCOPED_TRACE(name);
         for (const char* line :
              {"Type=notify", "WatchdogSec=", "Restart=on-failure", "DynamicUser=yes",
-              "StateDirectory=speak4-sync", "ConfigurationDirectory=speak4-sync",
+              "StateDirectory=speak4-sync", "ConfigurationDirectory=speak4-sync", "LimitCORE=0",
               "LoadCredential=ghl-token:", "ProtectSystem=strict", "ExecReload=/bin/kill -HUP"})
             EXPECT_NE(u.find(line), std::string::npos) << line;
         EXPECT_NE(u.find(" run\n"), std::string::npos);

@@ -105,7 +105,12 @@ struct options {
     bool require_version = true; // 400 unless `Version: 2021-07-28`
     std::string company_id = "simCompany0000000001";
     std::string user_id = "simUser0000000000001";
-    std::string scope = "contacts.readonly contacts.write";
+    /// The scopes an OAuth access token gets. Each route needs the scope its spec's `security`
+    /// lists (contacts.readonly for reads and POST /contacts/search, contacts.write for other
+    /// writes, locations/customFields.readonly for GET /locations/:id/customFields); a token
+    /// without it gets GHL's 401 "The token is not authorized for this scope.". Private tokens
+    /// (static_tokens) have every scope.
+    std::string scope = "contacts.readonly contacts.write locations/customFields.readonly";
     /// Status for an unknown task or note id (the contact itself answers GHL's 400
     /// "Contact with id X not found"); the spec documents neither, clients must treat both as gone.
     int subresource_not_found_status = 404;

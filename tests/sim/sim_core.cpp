@@ -200,6 +200,30 @@ http_response unauthorized() {
     return error_response(401, "Invalid token: access token is invalid", "Unauthorized");
 }
 
+/// The scope a route needs, as the specs' `security` lists it ("" when none).
+std::string required_scope(const std::string& method, const std::string& tmpl) {
+    if (tmpl.find("/customFields") != std::string::npos)
+        return method == "GET" ? "locations/customFields.readonly" : "locations/customFields.write";
+    if (tmpl.find(" /contacts") == std::string::npos)
+        return "";
+    if (method == "GET" || tmpl == "POST /contacts/search")
+        return "contacts.readonly";
+    return "contacts.write";
+}
+
+bool has_scope(const std::string& scopes, const std::string& wanted) {
+    std::size_t pos = 0;
+    while (pos <= scopes.size()) {
+        auto end = scopes.find(' ', pos);
+        if (end == std::string::npos)
+            end = scopes.size();
+        if (scopes.compare(pos, end - pos, wanted) == 0)
+            return true;
+        pos = end + 1;
+    }
+    return false;
+}
+
 http_response forbidden_location() {
     return error_response(403, "The token does not have access to this location.", "Forbidden");
 }
@@ -1634,6 +1658,17 @@ http_response core::handle(const http_request& req) {
     return res;
 }
 
+bool core::is_static_token(const http_request& req) const {
+    std::string_view auth = req.authorization;
+    if (auth.size() < 8)
+        return false;
+    std::string token(auth.substr(7));
+    while (!token.empty() && token.front() == ' ')
+        token.erase(0, 1);
+    return std::find(opt_.static_tokens.begin(), opt_.static_tokens.end(), token) !=
+           opt_.static_tokens.end();
+}
+
 std::optional<http_response> core::check_auth(const http_request& req) {
     std::string_view auth = req.authorization;
     if (auth.size() < 8 || lower(auth.substr(0, 7)) != "bearer ") {
@@ -1786,6 +1821,12 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
         // Requests refused before the limiter (401, bad Version) carry the headers but do not
         // count against the limits.
         std::optional<http_response> refused = check_auth(req);
+        if (!refused && !is_static_token(req)) {
+            const std::string wanted = required_scope(req.method, r.tmpl);
+            if (!wanted.empty() && !has_scope(opt_.scope, wanted))
+                refused = error_response(401, "The token is not authorized for this scope.",
+                                         "Unauthorized");
+        }
         if (!refused && opt_.require_version && req.version.value_or("") != api_version) {
             refused = error_response(
                 400, "Version header is missing or invalid (expected 2021-07-28)", "Bad Request");

@@ -176,6 +176,7 @@ private:
                              const std::map<std::string, std::string>& query);
     http_response oauth_token(const http_request& req);
     std::optional<http_response> check_auth(const http_request& req);
+    bool is_static_token(const http_request& req) const;
     std::optional<http_response>
     check_rate_limit(std::vector<std::pair<std::string, std::string>>& headers, bool consume);
     std::string draw_fault(const std::string& route);

@@ -100,6 +100,7 @@ struct fake_ghl final : token_endpoint {
     bool location_inactive = false;
     int next = 1;
     int refresh_calls = 0, code_calls = 0;
+    long long expires_in = 86399;
 
     error refuse(int status, const std::string& message) const {
         return classify_status("POST /oauth/token", status,
@@ -137,7 +138,7 @@ struct fake_ghl final : token_endpoint {
         token_response r;
         r.access_token = secret(at);
         r.refresh_token = secret(rt);
-        r.expires_in = 86399;
+        r.expires_in = expires_in;
         r.scope = "contacts.readonly contacts.write";
         r.user_type = "Location";
         r.location_id = req.grant_type == "authorization_code" && req.code.reveal() == "other-loc"
@@ -229,6 +230,57 @@ TEST_F(GhlAuth, RefreshesAheadOfExpiry) {
     EXPECT_EQ(store->rows[loc].expires_at, clk.now() + 86399s);
     // Fresh now: no second refresh.
     EXPECT_EQ(run(io, p->access_token())->reveal(), "at-2");
+    EXPECT_EQ(ghl->refresh_calls, 1);
+}
+
+// A token that lives less than the 300 s margin is not refreshed before every call: the
+// margin is a quarter of its lifetime (5 s of 20 s), so one refresh per ~15 s.
+TEST_F(GhlAuth, ShortLivedTokensAreRefreshedOncePerThreeQuartersOfTheirLifetime) {
+    ghl->expires_in = 20;
+    token_set t = stored("at-1", "rt-1", clk.now() + 20s);
+    t.obtained_at = clk.now();
+    store->rows[loc] = t;
+    ghl->valid_refresh = {"rt-1"};
+    auto p = provider();
+    for (int i = 0; i < 60 * 4; ++i) { // a call every 250 ms for 60 s
+        auto tok = run(io, p->access_token());
+        ASSERT_TRUE(tok) << tok.error().what();
+        clk.advance(250ms);
+    }
+    EXPECT_GE(ghl->refresh_calls, 3);
+    EXPECT_LE(ghl->refresh_calls, 4);
+    EXPECT_EQ(refresh_margin_for(store->rows[loc], 300s), 5s);
+    token_set day = stored("a", "r", clk.now() + 86399s);
+    day.obtained_at = clk.now();
+    EXPECT_EQ(refresh_margin_for(day, 300s), 300s);
+}
+
+// SIGHUP (reload) while a refresh is suspended on GHL's answer: the flight finishes with the
+// state it started with (no reset under it), saves the rotated pair, and the reload is applied
+// once it has landed (the next call reloads from the store). Clean under ASan.
+TEST_F(GhlAuth, ReloadDuringARefreshWaitsForTheFlightToLand) {
+    seed(clk.now() - 1s);
+    ghl->answer_gate = std::make_shared<gate>(io.get_executor());
+    auto p = provider();
+    std::optional<result<secret>> got;
+    net::co_spawn(
+        io, [&, p]() -> net::awaitable<void> { got = co_await p->access_token(); }, net::detached);
+    drain(io);
+    ASSERT_FALSE(got);
+    EXPECT_EQ(ghl->refresh_calls, 1); // suspended: rt-1 consumed at GHL, rt-2 on its way
+    p->reload();                      // SIGHUP now
+    ghl->answer_gate->release();
+    drain(io);
+    ASSERT_TRUE(got);
+    ASSERT_TRUE(*got) << got->error().what();
+    EXPECT_EQ((*got)->reveal(), "at-2");
+    EXPECT_EQ(store->rows[loc].refresh_token.reveal(), "rt-2");
+    // The reload was applied after the flight: the store is read again, no second refresh.
+    const int loads = store->loads;
+    auto again = run(io, p->access_token());
+    ASSERT_TRUE(again);
+    EXPECT_EQ(again->reveal(), "at-2");
+    EXPECT_EQ(store->loads, loads + 1);
     EXPECT_EQ(ghl->refresh_calls, 1);
 }
 
@@ -374,7 +426,7 @@ TEST_F(GhlAuth, CrashBetweenRefreshResponseAndCommitEndsInNeedsReauth) {
               error_kind::needs_reauth);
     EXPECT_EQ(ghl->refresh_calls, 2);
 
-    // The operator runs `speak4-sync auth exchange --code CODE`.
+    // The operator runs `speak4-sync auth exchange`.
     ghl->valid_codes = {"code-1"};
     auto info = run(io, p->exchange_code(secret("code-1")));
     ASSERT_TRUE(info) << info.error().what();

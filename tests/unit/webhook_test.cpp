@@ -209,9 +209,17 @@ TEST(webhook_verify, header_selection_has_no_fallback) {
               st::missing);
     EXPECT_EQ(api::verify_webhook_signature(keys, body, std::nullopt, flip_char(rsa)).status,
               st::mismatch);
-    // Only the RSA key configured: an Ed25519 header cannot be checked and is refused.
+    // Only the RSA key configured: a request signed both ways (as GHL sends them) is verified
+    // with the configured key; the Ed25519 header alone cannot be checked and is refused.
     api::webhook_keys rsa_only{std::nullopt, rsa_key().public_key()};
     v = api::verify_webhook_signature(rsa_only, body, ed, rsa);
+    EXPECT_EQ(v.status, st::ok);
+    EXPECT_STREQ(v.header, "x-wh-signature");
+    EXPECT_EQ(api::verify_webhook_signature(rsa_only, body, ed, flip_char(rsa)).status,
+              st::mismatch);
+    EXPECT_EQ(api::verify_webhook_signature(rsa_only, body, flip_char(ed), rsa).status, st::ok)
+        << "the header no key checks cannot refuse the request either";
+    v = api::verify_webhook_signature(rsa_only, body, ed, std::nullopt);
     EXPECT_EQ(v.status, st::no_key);
     EXPECT_NE(api::describe(v).find("webhooks.public_key_file"), std::string::npos);
     EXPECT_EQ(api::verify_webhook_signature(rsa_only, body, std::nullopt, rsa).status, st::ok);
