@@ -83,7 +83,11 @@ online_report check_online(const config& cfg, const secrets& sec) {
                        tokens, limiter);
 
     auto session = [&]() -> asio::awaitable<void> {
-        scope_check read{"contacts.readonly", "pulls (GHL → Speak4)", "GET /contacts/"};
+        scope_check read{"contacts.readonly",
+                         cfg.sync.direction == sync_direction::push
+                             ? "the lookups pushes make (search, children)"
+                             : "pulls (GHL → Speak4)",
+                         "GET /contacts/"};
         ghl::list_request lr;
         lr.limit = 1;
         auto l = co_await client.list_contacts(lr);
@@ -93,17 +97,21 @@ online_report check_online(const config& cfg, const secrets& sec) {
         classify(read, le, false);
         report.checks.push_back(std::move(read));
 
-        scope_check write{"contacts.write", "pushes (Speak4 → GHL)", "PUT /contacts/:contactId"};
-        ghl::contact_write w;
-        w.first_name = "speak4-sync scope probe";
-        auto u = co_await client.update_contact("speak4SyncScopeProbe0", std::move(w));
-        std::optional<ghl::error> ue;
-        if (!u)
-            ue = u.error();
-        classify(write, ue, true);
-        if (u) // it cannot exist; if GHL says it updated something, say so
-            write.detail = "ok (GHL accepted the probe)";
-        report.checks.push_back(std::move(write));
+        // sync.direction = "pull" never writes: the write scope is not needed, so not probed.
+        if (cfg.sync.direction != sync_direction::pull) {
+            scope_check write{"contacts.write", "pushes (Speak4 → GHL)",
+                              "PUT /contacts/:contactId"};
+            ghl::contact_write w;
+            w.first_name = "speak4-sync scope probe";
+            auto u = co_await client.update_contact("speak4SyncScopeProbe0", std::move(w));
+            std::optional<ghl::error> ue;
+            if (!u)
+                ue = u.error();
+            classify(write, ue, true);
+            if (u) // it cannot exist; if GHL says it updated something, say so
+                write.detail = "ok (GHL accepted the probe)";
+            report.checks.push_back(std::move(write));
+        }
 
         if (sync::uses_custom_fields(cfg.rules.field_map)) {
             scope_check cf{"locations/customFields.readonly", "[rules.field_map] custom fields",

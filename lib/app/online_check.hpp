@@ -4,7 +4,8 @@
 // budget as GHL reports it.
 //
 //   contacts.readonly                GET /contacts/?limit=1
-//   contacts.write                   PUT /contacts/<an id that cannot exist>: GHL checks the
+//   contacts.write (not with sync.direction = "pull")
+//                                    PUT /contacts/<an id that cannot exist>: GHL checks the
 //                                    scope first, so 401 means the scope is missing and a 4xx
 //                                    about the id means it is there; nothing is written
 //   locations/customFields.readonly  GET /locations/:locationId/customFields (only when

@@ -62,7 +62,8 @@ protected:
     void SetUp() override {
         speak4::sim::options so;
         so.rate_limit = false;
-        so.static_tokens = {"pit"};
+        so.static_tokens = {"pit", "pit-readonly"};
+        so.static_token_scopes = {{"pit-readonly", "contacts.readonly"}};
         sim_ = std::make_unique<speak4::sim::server>(so);
         sim_->start();
         for (int i = 0; i < 5; ++i) {
@@ -129,6 +130,8 @@ protected:
 } // namespace
 
 TEST_F(sync_settings_test, pull_only_fills_the_mirror_and_never_writes_to_ghl) {
+    // A read-only token (contacts.readonly only) is all a pull-only deployment needs.
+    write_file(dir_ / "ghl-token", "pit-readonly\n", 0600);
     write_config("direction = \"pull\"\n");
     auto d = start();
     ASSERT_TRUE(d->running()) << read_file(dir_ / "daemon.err");
@@ -170,6 +173,8 @@ TEST_F(sync_settings_test, pull_only_fills_the_mirror_and_never_writes_to_ghl) {
         },
         10000));
     EXPECT_EQ(requests_matching(is_write), 0u) << "a write reached GHL";
+    EXPECT_EQ(requests_matching([](const auto& r) { return r.status == 401; }), 0u)
+        << "a call the read-only token may not make";
     EXPECT_EQ(count("SELECT COUNT(*) FROM outbox WHERE op <> 'pull'"), 0);
     d->signal(SIGTERM);
     EXPECT_EQ(d->wait(20000), 0);

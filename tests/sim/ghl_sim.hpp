@@ -111,6 +111,9 @@ struct options {
     /// without it gets GHL's 401 "The token is not authorized for this scope.". Private tokens
     /// (static_tokens) have every scope.
     std::string scope = "contacts.readonly contacts.write locations/customFields.readonly";
+    /// Private integration tokens are created with chosen scopes too: a static token named here
+    /// has only these (space-separated); one not named has every scope.
+    std::map<std::string, std::string> static_token_scopes;
     /// Status for an unknown task or note id (the contact itself answers GHL's 400
     /// "Contact with id X not found"); the spec documents neither, clients must treat both as gone.
     int subresource_not_found_status = 404;

@@ -1821,9 +1821,23 @@ http_response core::dispatch(const http_request& req, request_record& rec) {
         // Requests refused before the limiter (401, bad Version) carry the headers but do not
         // count against the limits.
         std::optional<http_response> refused = check_auth(req);
-        if (!refused && !is_static_token(req)) {
+        if (!refused) {
+            // OAuth tokens have opt_.scope; a private token its own scopes, or all of them.
+            std::optional<std::string> scopes;
+            if (!is_static_token(req)) {
+                scopes = opt_.scope;
+            } else {
+                std::string token(std::string_view(req.authorization).substr(7));
+                while (!token.empty() && token.front() == ' ') {
+                    token.erase(0, 1);
+                }
+                if (auto it = opt_.static_token_scopes.find(token);
+                    it != opt_.static_token_scopes.end()) {
+                    scopes = it->second;
+                }
+            }
             const std::string wanted = required_scope(req.method, r.tmpl);
-            if (!wanted.empty() && !has_scope(opt_.scope, wanted))
+            if (scopes && !wanted.empty() && !has_scope(*scopes, wanted))
                 refused = error_response(401, "The token is not authorized for this scope.",
                                          "Unauthorized");
         }
