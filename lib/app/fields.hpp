@@ -31,8 +31,8 @@ fetch_custom_fields(ghl::client& client);
 /// The same on its own event loop, with the config's credentials (OAuth tokens from the
 /// database), saving the listing in the cache. For `speak4-sync fields`. With `use_database`
 /// false (a private token only: `init`, before any database exists) nothing is opened or saved.
-boost::system::result<field_rows, std::string>
-list_from_ghl(const config& cfg, const secrets& sec, bool use_database = true);
+boost::system::result<field_rows, std::string> list_from_ghl(const config& cfg, const secrets& sec,
+                                                             bool use_database = true);
 
 /// Resolves cfg.rules.field_map against `fresh` (a listing just fetched; it is saved to the
 /// cache) or else the cache in `db`. Throws config_error naming the first bad key

@@ -237,8 +237,9 @@ std::vector<work_item> outbox_store::claim(sys_time now, std::chrono::millisecon
 
     // Heads of line: the oldest open row of each entity, if due. Pushes before pulls (webhook
     // and per-contact pulls): a bulk edit in GHL arriving as thousands of webhooks never queues
-    // Speak4's changes behind it; the rate limiter's pull lane bounds what pulls take. Tasks and notes come only once
-    // their contact has a GHL id, or once it never will (no create of it is open).
+    // Speak4's changes behind it; the rate limiter's pull lane bounds what pulls take. Tasks and
+    // notes come only once their contact has a GHL id, or once it never will (no create of it is
+    // open).
     auto& heads = stmts_.get(R"(
         SELECT o.entity, o.entity_id FROM outbox o INDEXED BY outbox_state_id
         WHERE o.state = 'pending' AND o.next_attempt_at <= ?1
