@@ -28,7 +28,7 @@ const char* const init_help =
     R"(usage: speak4-sync init [--config PATH] [--force] [--non-interactive] [options]
 
 Guided first setup: asks for the GHL location id, the auth mode and its secrets, the database
-and the local API address, and the field mapping (chosen from the location's own custom
+the local API address, what syncs and which way, and the field mapping (chosen from the location's own custom
 fields); writes a commented config (PATH, default /etc/speak4-sync/speak4-sync.toml) and the
 secret files beside it (mode 0600; the systemd unit loads them as credentials), then checks the
 result offline and online (`check-config --online`) and prints the next steps. Secrets are
@@ -44,6 +44,8 @@ options (each answers one question; --non-interactive asks nothing and needs the
   --database PATH            default /var/lib/speak4-sync/speak4-sync.db
   --listen HOST:PORT         the local API, default 127.0.0.1:8737
   --base-url URL             GHL's API, default https://services.leadconnectorhq.com
+  --direction both|pull|push sync.direction                               (default both)
+  --entities LIST            sync.entities, e.g. "contacts,tasks"         (default all)
   --map SPEAK4_FIELD=GHL     a field mapping: a GHL field, a custom field's name, or
                              customFields.<id|fieldKey>; repeatable
   --no-online                skip asking GHL (the online check and the custom field list)
@@ -97,6 +99,8 @@ struct settings {
     std::string database = "/var/lib/speak4-sync/speak4-sync.db";
     std::string listen = "127.0.0.1:8737";
     std::string base_url = "https://services.leadconnectorhq.com";
+    std::string direction = "both";
+    std::string entities = "contacts, tasks, notes, appointments";
     std::vector<std::pair<std::string, std::string>> field_map;
     bool online = true;
     bool force = false;
@@ -218,6 +222,10 @@ settings parse_flags(const std::vector<std::string>& args) {
             s.listen = value(), s.given["listen"] = true;
         else if (a == "--base-url")
             s.base_url = value(), s.given["base_url"] = true;
+        else if (a == "--direction")
+            s.direction = value(), s.given["direction"] = true;
+        else if (a == "--entities")
+            s.entities = value(), s.given["entities"] = true;
         else if (a == "--map") {
             const std::string m = value();
             const auto eq = m.find('=');
@@ -244,6 +252,38 @@ std::optional<std::string> check_location(const std::string& v) {
 std::optional<std::string> check_auth(const std::string& v) {
     if (v != "private_token" && v != "oauth")
         return "answer private_token or oauth";
+    return std::nullopt;
+}
+
+/// "contacts, tasks" -> ["contacts", "tasks"] as TOML.
+std::string entity_array(const std::string& list) {
+    std::string out = "[";
+    std::size_t pos = 0;
+    while (pos <= list.size()) {
+        auto end = list.find(',', pos);
+        if (end == std::string::npos)
+            end = list.size();
+        std::string item = list.substr(pos, end - pos);
+        const auto b = item.find_first_not_of(" \t");
+        const auto e = item.find_last_not_of(" \t");
+        item = b == std::string::npos ? std::string() : item.substr(b, e - b + 1);
+        if (!item.empty())
+            out += (out.size() > 1 ? ", " : "") + q(item);
+        pos = end + 1;
+    }
+    return out + "]";
+}
+
+/// The parser's verdict on sync.entities = [list].
+std::optional<std::string> check_entities(const std::string& list) {
+    try {
+        parse_config("[sync]\nentities = " + entity_array(list) + "\n", "init", "/");
+    } catch (const config_error& e) {
+        std::string m = e.what();
+        if (const auto p = m.find("sync.entities"); p != std::string::npos)
+            m = m.substr(p);
+        return m;
+    }
     return std::nullopt;
 }
 
@@ -275,6 +315,12 @@ std::string config_text(const settings& s, const fs::path& secrets_dir, const fs
              "the database\n# after `speak4-sync auth exchange`.\nclient_secret_file = "
           << q(secret_ref(sf)) << "\n";
     }
+    t << "\n[sync]\n# \"both\", \"pull\" (GHL -> Speak4 only; a read-only token is enough) or "
+         "\"push\".\ndirection = "
+      << q(s.direction)
+      << "\n# What syncs besides contacts (children not listed are never fetched).\n"
+         "entities = "
+      << entity_array(s.entities) << "\n";
     t << "\n[api]\n# The local API (events in, changes out, /console/). Keep it on loopback.\n"
       << "listen = " << q(s.listen) << "\n# Its bearer token (generated; a secret file).\n"
       << "token_file = " << q(secret_ref(secrets_dir / "api-token")) << "\n";
@@ -358,6 +404,17 @@ int run_init(const std::optional<std::string>& config_path, const std::vector<st
             });
         else if (auto why = check_with_parser("api", "listen", s.listen))
             fail(64, "init: --listen: " + *why);
+        if (ask && !s.given["direction"])
+            s.direction = p.ask(
+                "sync direction: both, pull (GHL -> Speak4 only) or push", s.direction,
+                [](const std::string& v) { return check_with_parser("sync", "direction", v); });
+        else if (auto why = check_with_parser("sync", "direction", s.direction))
+            fail(64, "init: --direction: " + *why);
+        if (ask && !s.given["entities"])
+            s.entities = p.ask("what syncs (contacts and any of tasks, notes, appointments)",
+                               s.entities, check_entities);
+        else if (auto why = check_entities(s.entities))
+            fail(64, "init: --entities: " + *why);
 
         // The field mapping, from the location's own custom fields when GHL can tell us.
         std::vector<store::custom_field_row> fields;

@@ -79,6 +79,10 @@ protected:
                (dir_ / "s.db").string() + "\n"               // database
                + "localhost:99999\n" +                       // refused: bad port
                "127.0.0.1:" + std::to_string(port_) + "\n" + // listen
+               "sideways\n"                                  // refused: not a direction
+               "\n"                                          // direction: default both
+               "contacts, deals\n"                           // refused: no such entity
+               "contacts, tasks, notes\n"                    // entities
                "mobile = phone\n"                            // a standard field
                "score = 1\n"                                 // number 1 of the list
                "region = Regoin\n"                           // refused: no such field
@@ -118,6 +122,13 @@ TEST_F(init_test, guided_setup_writes_a_config_that_checks_out_and_runs) {
         << "relative: LoadCredential= or the config's directory\n"
         << text;
     EXPECT_NE(text.find("\"score\" = \"Lead score\""), std::string::npos) << text;
+    EXPECT_NE(text.find("direction = \"both\""), std::string::npos) << text;
+    EXPECT_NE(text.find("entities = [\"contacts\", \"tasks\", \"notes\"]"), std::string::npos)
+        << text;
+    EXPECT_NE(r.out.find("sync.direction: must be one of both, pull, push; try again"),
+              std::string::npos)
+        << r.out;
+    EXPECT_NE(r.out.find("\"deals\""), std::string::npos) << r.out;
     EXPECT_NE(text.find("\"region\" = \"customFields.contact.region\""), std::string::npos);
     EXPECT_EQ(text.find("pit-secret-init-1"), std::string::npos);
 
