@@ -4,6 +4,7 @@
 // pulls a remote change of the field into the mirror; an unknown name refuses to start (78)
 // naming the key; a start without GHL resolves from the cached listing.
 #include "ghl_sim.hpp"
+#include "support/local_http.hpp"
 #include "support/test_support.hpp"
 
 #include <SQLiteCpp/Database.h>
@@ -21,44 +22,10 @@ namespace bj = boost::json;
 
 namespace {
 
-struct answer {
-    int status = 0;
-    std::string body;
-};
+using answer = local_answer;
 
-/// POST /v1/events over a fresh loopback connection (blocking; tests only).
 answer post_event(unsigned short port, const std::string& body, const std::string& token) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return {};
-    }
-    const std::string req = "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
-                            "close\r\nAuthorization: Bearer " +
-                            token + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
-    (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-    std::string resp;
-    char buf[8192];
-    for (;;) {
-        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0)
-            break;
-        resp.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    answer r;
-    if (resp.size() > 12)
-        r.status = std::atoi(resp.substr(9, 3).c_str());
-    if (auto p = resp.find("\r\n\r\n"); p != std::string::npos)
-        r.body = resp.substr(p + 4);
-    return r;
+    return local_request(port, "POST", "/v1/events", body, token);
 }
 
 class field_map_test : public ::testing::Test {

@@ -3,6 +3,7 @@
 // `check-config --online` accepts and `run` uses, secret files 0600, and never prints a secret;
 // it refuses to overwrite a config without --force; --non-interactive names what is missing.
 #include "ghl_sim.hpp"
+#include "support/local_http.hpp"
 #include "support/test_support.hpp"
 
 #include <arpa/inet.h>
@@ -20,26 +21,7 @@ namespace bj = boost::json;
 namespace {
 
 int post_event(unsigned short port, const std::string& body, const std::string& token) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        ::close(fd);
-        return 0;
-    }
-    const std::string req = "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
-                            "close\r\nAuthorization: Bearer " +
-                            token + "\r\nContent-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
-    (void)::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
-    char buf[4096];
-    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    ::close(fd);
-    return n > 12 ? std::atoi(std::string(buf + 9, 3).c_str()) : 0;
+    return local_request(port, "POST", "/v1/events", body, token).status;
 }
 
 unsigned mode_of(const std::filesystem::path& p) {
